@@ -1,0 +1,48 @@
+import { parseConfig, type ConfigInput } from "../config/config.js";
+import { databaseFile, startService } from "../service.js";
+
+/** `agenthost serve`: runs the service until SIGINT/SIGTERM, then shuts down gracefully. */
+export async function serveCommand(
+  input: ConfigInput,
+  print: (line: string) => void,
+): Promise<void> {
+  const config = parseConfig(input);
+  const service = await startService(config);
+  const endpoint = `${service.origin}/api/projects/default`;
+  const lines = [
+    `agenthost is listening on ${service.origin}`,
+    `  Project endpoint:  ${endpoint}`,
+    `  Data directory:    ${config.dataDir} (database: ${databaseFile(config)})`,
+  ];
+  if (service.caFile) {
+    lines.push(
+      `  Local CA:          ${service.caFile}`,
+      `  Trust it (Node):   export NODE_EXTRA_CA_CERTS=${service.caFile}`,
+      `  Trust it (Python): export SSL_CERT_FILE=${service.caFile} REQUESTS_CA_BUNDLE=${service.caFile}`,
+    );
+  } else if (!config.tls) {
+    lines.push("  TLS is off: the official clients refuse bearer tokens over plain http.");
+  }
+  if (service.newAdminKey) {
+    lines.push(`  Admin key (shown once, keep it safe): ${service.newAdminKey}`);
+  }
+  print(lines.join("\n"));
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1); // a second signal: give up waiting
+    stopping = true;
+    service.app.log.info({ signal }, "shutting down");
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    service.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        service.app.log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}

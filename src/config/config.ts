@@ -1,0 +1,66 @@
+import path from "node:path";
+import { z } from "zod";
+
+/**
+ * The service's settings: one validated, frozen object. Each has a flag and an environment
+ * variable (flags win); README.md lists them with their defaults.
+ */
+const configSchema = z.object({
+  /** Where the SQLite file, the local CA and (later) blobs and session homes live. */
+  dataDir: z.string().min(1).default("./data"),
+  /** Interface to listen on. "localhost" binds both 127.0.0.1 and ::1. */
+  host: z.string().min(1).default("localhost"),
+  port: z.coerce.number().int().min(0).max(65535).default(8443),
+  /** HTTPS (default) with a generated local CA, or a supplied certificate and key. */
+  tls: z.boolean().default(true),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  /** When set, this secret is an admin key (instead of a generated one). */
+  adminKey: z.string().min(16, "must be at least 16 characters").optional(),
+  /** "strict": requests must carry the Foundry-Features opt-ins the real service requires. */
+  foundryFeatures: z.enum(["lenient", "strict"]).default("lenient"),
+  /** Largest JSON request body in bytes. */
+  maxJsonBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export class ConfigError extends Error {}
+
+export function parseConfig(input: ConfigInput): Config {
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new ConfigError(`Invalid setting ${issue.path.join(".")}: ${issue.message}`);
+  }
+  const config = result.data;
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new ConfigError("Give both a TLS certificate and a TLS key, or neither.");
+  }
+  return Object.freeze({ ...config, dataDir: path.resolve(config.dataDir) });
+}
+
+/** Settings from the environment (AGENTHOST_*); unset variables are left out. */
+export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
+  const bool = (v: string | undefined) =>
+    v === undefined ? undefined : !/^(0|false|off|no)$/i.test(v);
+  const entries: [keyof ConfigInput, unknown][] = [
+    ["dataDir", env.AGENTHOST_DATA_DIR],
+    ["host", env.AGENTHOST_HOST],
+    ["port", env.AGENTHOST_PORT],
+    ["tls", bool(env.AGENTHOST_TLS)],
+    ["tlsCert", env.AGENTHOST_TLS_CERT],
+    ["tlsKey", env.AGENTHOST_TLS_KEY],
+    ["adminKey", env.AGENTHOST_ADMIN_KEY],
+    ["foundryFeatures", env.AGENTHOST_FOUNDRY_FEATURES],
+    ["maxJsonBytes", env.AGENTHOST_MAX_JSON_BYTES],
+    ["logLevel", env.AGENTHOST_LOG_LEVEL],
+  ];
+  return Object.fromEntries(entries.filter(([, v]) => v !== undefined && v !== "")) as ConfigInput;
+}

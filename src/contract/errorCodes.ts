@@ -1,0 +1,56 @@
+/**
+ * Every error code the API can answer with, and its HTTP status. This table is the only
+ * place a code meets a status; docs/errors.md lists the same codes (a test keeps them equal).
+ */
+export const errorCodes = {
+  invalid_api_version: { status: 400, summary: "`api-version` is missing or not supported." },
+  invalid_json: { status: 400, summary: "The request body is not valid JSON." },
+  missing_parameter: {
+    status: 400,
+    summary: "A required field, query parameter or header is absent.",
+  },
+  invalid_parameter: {
+    status: 400,
+    summary: "A field has the wrong type, length, range or format.",
+  },
+  invalid_user_identity: {
+    status: 400,
+    summary: "`x-ms-user-identity` is not 1-256 of `[A-Za-z0-9._:-@]`.",
+  },
+  unauthorized: { status: 401, summary: "No API key, or the key is unknown or revoked." },
+  forbidden: { status: 403, summary: "The key may not act on this project or route." },
+  user_identity_not_allowed: {
+    status: 403,
+    summary: "The key sent `x-ms-user-identity` but is not allowed to act for end users.",
+  },
+  preview_feature_required: {
+    status: 403,
+    summary: "Strict mode: the request uses a preview feature not named in `Foundry-Features`.",
+  },
+  not_found: { status: 404, summary: "The project, agent, version or route does not exist." },
+  agent_has_live_sessions: {
+    status: 409,
+    summary: "The agent or version has live sessions; repeat with `force=true` to stop them.",
+  },
+  version_in_use: {
+    status: 409,
+    summary: "The version is named by the agent's traffic rules; change `agent_endpoint` first.",
+  },
+  last_published_version: {
+    status: 409,
+    summary: "Deleting this version would leave the agent with drafts only; delete the agent.",
+  },
+  conflict: {
+    status: 409,
+    summary: "The request conflicts with the current state (e.g. a duplicate).",
+  },
+  payload_too_large: { status: 413, summary: "The body is larger than the route accepts." },
+  unsupported_media_type: { status: 415, summary: "The route does not accept this content type." },
+  internal_error: { status: 500, summary: "An unexpected failure; the log has the request id." },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export function statusOf(code: ErrorCode): number {
+  return errorCodes[code].status;
+}

@@ -1,0 +1,117 @@
+import { z } from "zod";
+import { agentDefinition, agentKinds } from "./definitions.js";
+
+/* Request bodies and query strings of the agent and version routes (contract §3.1, §3.2, §8). */
+
+export const agentNamePattern = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+export const agentName = z
+  .string()
+  .regex(
+    agentNamePattern,
+    "must be 1-63 letters, digits or hyphens, starting and ending with a letter or digit",
+  );
+
+export const metadata = z
+  .record(z.string().min(1).max(64), z.string().max(512))
+  .nullable()
+  .refine((m) => m === null || Object.keys(m).length <= 16, "at most 16 metadata pairs")
+  .transform((m) => m ?? {});
+
+export const description = z
+  .string()
+  .max(512)
+  .nullable()
+  .transform((d) => d ?? "");
+
+const blueprintReference = z.looseObject({
+  type: z.literal("ManagedAgentIdentityBlueprint"),
+  blueprint_id: z.string().min(1),
+});
+
+const agentCardSkill = z.looseObject({
+  id: z.string().min(1).max(64),
+  name: z.string().min(1).max(128),
+  description: z.string().max(2048).optional(),
+  tags: z.array(z.string().max(32)).max(5).optional(),
+  examples: z.array(z.string().max(1024)).max(5).optional(),
+});
+
+export const agentCard = z.looseObject({
+  version: z.string().min(1).max(32),
+  description: z.string().max(2048).optional(),
+  skills: z.array(agentCardSkill).min(1).max(16),
+});
+
+const versionSelectionRule = z.looseObject({
+  type: z.literal("FixedRatio"),
+  agent_version: z.string().min(1),
+  traffic_percentage: z.number().int().min(0).max(100),
+});
+
+export const agentEndpoint = z.looseObject({
+  version_selector: z
+    .looseObject({ version_selection_rules: z.array(versionSelectionRule) })
+    .refine(
+      (s) =>
+        s.version_selection_rules.length === 0 ||
+        s.version_selection_rules.reduce((sum, r) => sum + r.traffic_percentage, 0) === 100,
+      {
+        message: "traffic_percentage of all rules must sum to 100",
+        path: ["version_selection_rules"],
+      },
+    )
+    .optional(),
+  protocol_configuration: z.looseObject({}).optional(),
+  authorization_schemes: z.array(z.looseObject({ type: z.string().min(1) })).optional(),
+});
+
+const versionFields = {
+  definition: agentDefinition,
+  metadata: metadata.optional(),
+  description: description.optional(),
+  blueprint_reference: blueprintReference.nullable().optional(),
+  digital_worker_type: z.literal("m365").nullable().optional(),
+};
+
+export const createVersionBody = z.object({
+  ...versionFields,
+  draft: z.boolean().nullable().optional(),
+});
+
+export const createAgentBody = z.object({
+  ...versionFields,
+  name: agentName,
+  state: z.enum(["enabled", "disabled"]).nullable().optional(),
+  draft: z.boolean().nullable().optional(),
+  agent_endpoint: agentEndpoint.nullable().optional(),
+  agent_card: agentCard.nullable().optional(),
+});
+
+export const updateAgentBody = z.object(versionFields);
+
+/** Merge patch of the agent object: only these two members may be patched. */
+export const patchAgentBody = z.object({
+  agent_endpoint: z.looseObject({}).nullable().optional(),
+  agent_card: z.looseObject({}).nullable().optional(),
+});
+
+const booleanQuery = z.enum(["true", "false"]).transform((v) => v === "true");
+
+export const pageQuery = {
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  order: z.enum(["asc", "desc"]).default("desc"),
+  after: z.string().min(1).optional(),
+  before: z.string().min(1).optional(),
+};
+
+export const listAgentsQuery = z.object({ ...pageQuery, kind: z.enum(agentKinds).optional() });
+export const listVersionsQuery = z.object({
+  ...pageQuery,
+  include_drafts: booleanQuery.default(false),
+});
+export const forceQuery = z.object({ force: booleanQuery.default(false) });
+
+export type CreateAgentBody = z.infer<typeof createAgentBody>;
+export type CreateVersionBody = z.infer<typeof createVersionBody>;
+export type UpdateAgentBody = z.infer<typeof updateAgentBody>;
+export type PatchAgentBody = z.infer<typeof patchAgentBody>;

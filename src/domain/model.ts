@@ -1,0 +1,69 @@
+/* The entities of the control plane, as the domain sees them (not as the wire shows them). */
+
+export type AgentState = "enabled" | "disabled";
+export type VersionStatus = "creating" | "active" | "failed" | "deleting" | "deleted";
+export type JsonObject = Record<string, unknown>;
+
+export interface Version {
+  project: string;
+  agentName: string;
+  /** Sequential per agent from 1; never reused, even after a delete. */
+  version: number;
+  /** The definition as given (unknown fields kept), with `kind` always present. */
+  definition: JsonObject & { kind: string };
+  metadata: Record<string, string>;
+  description: string;
+  draft: boolean;
+  status: VersionStatus;
+  blueprintReference: JsonObject | null;
+  digitalWorkerType: string | null;
+  createdAt: number;
+}
+
+export interface Agent {
+  project: string;
+  name: string;
+  state: AgentState;
+  agentEndpoint: JsonObject | null;
+  agentCard: JsonObject | null;
+  createdAt: number;
+  /** The newest version that is not a draft. Every stored agent has one. */
+  latest: Version;
+}
+
+/** What a caller supplies for a new version; the store assigns the number. */
+export interface NewVersion {
+  definition: JsonObject & { kind: string };
+  metadata: Record<string, string>;
+  description: string;
+  draft: boolean;
+  status: VersionStatus;
+  blueprintReference: JsonObject | null;
+  digitalWorkerType: string | null;
+  /** Canonical form of what makes two versions "the same" for update-if-changed. */
+  fingerprint: string;
+  createdAt: number;
+}
+
+/** Agent-level fields used only when the agent does not exist yet. */
+export interface NewAgent {
+  state: AgentState;
+  agentEndpoint: JsonObject | null;
+  agentCard: JsonObject | null;
+}
+
+export type Order = "asc" | "desc";
+
+export interface PageRequest {
+  limit: number;
+  order: Order;
+  /** Id of the item after which the page starts, in `order`. */
+  after?: string;
+  /** Id of the item before which the page ends, in `order`. */
+  before?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  hasMore: boolean;
+}

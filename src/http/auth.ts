@@ -1,0 +1,60 @@
+import type { FastifyRequest } from "fastify";
+import { AppError } from "../domain/errors.js";
+import type { Caller, KeyService } from "../domain/keyService.js";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Set by the auth hook on every authenticated route. */
+    caller: Caller;
+  }
+}
+
+/** The API versions accepted in `api-version` (the preview strings are aliases of v1). */
+export const apiVersions = new Set(["v1", "2025-11-15-preview", "2025-05-15-preview"]);
+
+function bearer(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return match?.[1];
+}
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Authenticates the key, then checks it may act on `{project}`, then `api-version`. */
+export function projectAuth(keys: KeyService) {
+  return async (request: FastifyRequest) => {
+    request.caller = await keys.authenticate(
+      bearer(request),
+      header(request, "x-ms-user-identity"),
+    );
+    await keys.authorize(request.caller, projectOf(request));
+    const version = (request.query as Record<string, unknown>)["api-version"];
+    if (typeof version !== "string" || !apiVersions.has(version)) {
+      throw new AppError(
+        "invalid_api_version",
+        version === undefined
+          ? "The api-version query parameter is required; use api-version=v1."
+          : `Unsupported api-version '${String(version)}'; use api-version=v1.`,
+        "api-version",
+      );
+    }
+  };
+}
+
+/** Admin routes: only admin keys. */
+export function adminAuth(keys: KeyService) {
+  return async (request: FastifyRequest) => {
+    request.caller = await keys.authenticate(bearer(request), undefined);
+    if (!request.caller.key.admin)
+      throw new AppError("forbidden", "This route needs an admin key.");
+  };
+}
+
+/** `_project` is the conventional name of the default project. */
+export function projectOf(request: FastifyRequest): string {
+  const { project } = request.params as { project: string };
+  return project === "_project" ? "default" : project;
+}

@@ -1,0 +1,75 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { errorCodes, type ErrorCode } from "../contract/errorCodes.js";
+import { AppError } from "../domain/errors.js";
+
+/**
+ * The one error boundary. Every failure leaves as the contract's envelope
+ * `{"error":{code,message,param,type,details,additionalInfo}}`; anything unexpected is logged
+ * with the request id and becomes a generic 500.
+ */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
+    const known = err instanceof AppError ? err : fromFramework(err as FastifyError);
+    if (known) return sendError(reply, request, known);
+    request.log.error({ err }, "unhandled error");
+    return sendError(reply, request, new AppError("internal_error", "An internal error occurred."));
+  });
+  app.setNotFoundHandler((request, reply) =>
+    sendError(
+      reply,
+      request,
+      new AppError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}.`),
+    ),
+  );
+}
+
+export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError) {
+  const status = errorCodes[err.code].status;
+  return reply
+    .code(status)
+    .type("application/json")
+    .send({
+      error: {
+        code: err.code,
+        message: err.message,
+        param: err.param ?? null,
+        type: errorType(status),
+        details: [],
+        additionalInfo: { request_id: request.id },
+      },
+    });
+}
+
+function errorType(status: number): string {
+  if (status === 401) return "authentication_error";
+  if (status === 403) return "permission_error";
+  if (status >= 500) return "server_error";
+  return "invalid_request_error";
+}
+
+/** Fastify's own 4xx errors (body parsing, limits) in our vocabulary. */
+function fromFramework(err: FastifyError): AppError | undefined {
+  const byCode: Record<string, [ErrorCode, string]> = {
+    FST_ERR_CTP_BODY_TOO_LARGE: ["payload_too_large", "The request body is too large."],
+    FST_ERR_CTP_INVALID_MEDIA_TYPE: ["unsupported_media_type", "Unsupported content type."],
+    FST_ERR_CTP_INVALID_CONTENT_LENGTH: [
+      "invalid_parameter",
+      "Content-Length does not match the body.",
+    ],
+    FST_ERR_CTP_EMPTY_JSON_BODY: ["invalid_json", "The JSON body is empty."],
+  };
+  const mapped = err.code ? byCode[err.code] : undefined;
+  if (mapped)
+    return new AppError(
+      mapped[0],
+      mapped[1],
+      mapped[0] === "unsupported_media_type" ? "content-type" : undefined,
+    );
+  if (err instanceof SyntaxError || err.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
+    return new AppError("invalid_json", `The request body is not valid JSON: ${err.message}`);
+  }
+  const status = err.statusCode ?? 500;
+  if (status === 413) return new AppError("payload_too_large", err.message);
+  if (status >= 400 && status < 500) return new AppError("invalid_parameter", err.message);
+  return undefined;
+}

@@ -1,0 +1,74 @@
+import type { Agent, Page, Version } from "../domain/model.js";
+import type { ApiKey } from "../domain/ports.js";
+
+/* The only bridge from entities to the wire (contract §4). Timestamps are Unix seconds. */
+
+export function presentVersion(v: Version) {
+  return {
+    object: "agent.version" as const,
+    id: `${v.agentName}:${v.version}`,
+    name: v.agentName,
+    version: String(v.version),
+    metadata: v.metadata,
+    description: v.description,
+    created_at: v.createdAt,
+    definition: v.definition,
+    draft: v.draft,
+    status: v.status,
+    ...(v.blueprintReference ? { blueprint_reference: v.blueprintReference } : {}),
+    ...(v.digitalWorkerType ? { digital_worker_type: v.digitalWorkerType } : {}),
+  };
+}
+
+export function presentAgent(a: Agent) {
+  return {
+    object: "agent" as const,
+    id: a.name,
+    name: a.name,
+    state: a.state,
+    configuration_state: a.state,
+    versions: { latest: presentVersion(a.latest) },
+    ...(a.agentEndpoint ? { agent_endpoint: a.agentEndpoint } : {}),
+    ...(a.agentCard ? { agent_card: a.agentCard } : {}),
+    ...(a.latest.blueprintReference ? { blueprint_reference: a.latest.blueprintReference } : {}),
+    ...(a.latest.digitalWorkerType ? { digital_worker_type: a.latest.digitalWorkerType } : {}),
+  };
+}
+
+/** A page of items with `id`s: `data`, `has_more`, `first_id`, `last_id`. */
+export function presentPage<T, W extends { id: string }>(page: Page<T>, present: (item: T) => W) {
+  const data = page.items.map(present);
+  return {
+    object: "list" as const,
+    data,
+    has_more: page.hasMore,
+    first_id: data[0]?.id ?? null,
+    last_id: data.at(-1)?.id ?? null,
+  };
+}
+
+export const presentDeletedAgent = (name: string) => ({
+  object: "agent.deleted" as const,
+  name,
+  deleted: true,
+});
+
+export const presentDeletedVersion = (name: string, version: string) => ({
+  object: "agent.version.deleted" as const,
+  name,
+  version,
+  deleted: true,
+});
+
+export function presentKey(key: ApiKey, secret?: string) {
+  return {
+    object: "api_key" as const,
+    id: key.id,
+    name: key.name,
+    project: key.project,
+    admin: key.admin,
+    act_for_users: key.actForUsers,
+    created_at: key.createdAt,
+    ...(secret ? { key: secret } : {}),
+  };
+}

@@ -1,0 +1,59 @@
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import { agentNamePattern } from "../../contract/requests.js";
+import { AppError } from "../../domain/errors.js";
+import type { KeyService } from "../../domain/keyService.js";
+import type { ProjectRepository } from "../../domain/ports.js";
+import type { Clock } from "../../domain/ports.js";
+import { presentKey } from "../presenters.js";
+import { parse } from "../validate.js";
+
+const projectName = z.string().regex(agentNamePattern, "must be 1-63 letters, digits or hyphens");
+const createKeyBody = z.object({
+  project: projectName,
+  name: z.string().min(1).max(128).optional(),
+  act_for_users: z.boolean().optional(),
+});
+
+/** Key and project management for admin keys (not part of the Foundry API). */
+export function adminRoutes(
+  app: FastifyInstance,
+  keys: KeyService,
+  projects: ProjectRepository,
+  clock: Clock,
+) {
+  app.post("/keys", async (request, reply) => {
+    const body = parse(createKeyBody, request.body);
+    const { key, secret } = await keys.create({
+      project: body.project,
+      name: body.name,
+      actForUsers: body.act_for_users,
+    });
+    return reply.code(201).send(presentKey(key, secret));
+  });
+
+  app.get("/keys", async (request) => {
+    const { project } = parse(z.object({ project: projectName.optional() }), request.query);
+    return { object: "list", data: (await keys.list(project)).map((k) => presentKey(k)) };
+  });
+
+  app.delete<{ Params: { id: string } }>("/keys/:id", async (request, reply) => {
+    if (request.params.id === request.caller.key.id) {
+      throw new AppError("conflict", "A key cannot revoke itself.", "id");
+    }
+    if (!(await keys.revoke(request.params.id)))
+      throw new AppError("not_found", "Key was not found.", "id");
+    return reply.code(204).send();
+  });
+
+  app.post("/projects", async (request, reply) => {
+    const { name } = parse(z.object({ name: projectName }), request.body);
+    await projects.create(name, clock());
+    return reply.code(201).send({ object: "project", name });
+  });
+
+  app.get("/projects", async () => ({
+    object: "list",
+    data: (await projects.list()).map((name) => ({ object: "project", name })),
+  }));
+}

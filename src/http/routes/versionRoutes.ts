@@ -1,0 +1,52 @@
+import type { FastifyInstance } from "fastify";
+import {
+  agentName,
+  createVersionBody,
+  forceQuery,
+  listVersionsQuery,
+} from "../../contract/requests.js";
+import type { AgentService } from "../../domain/agentService.js";
+import { projectOf } from "../auth.js";
+import { checkPreviewFeatures, type FeatureMode } from "../features.js";
+import { presentDeletedVersion, presentPage, presentVersion } from "../presenters.js";
+import { parse } from "../validate.js";
+
+type NameParams = { project: string; name: string };
+type VersionParams = NameParams & { version: string };
+
+/** Versions (contract §3.2). */
+export function versionRoutes(app: FastifyInstance, agents: AgentService, features: FeatureMode) {
+  app.get<{ Params: NameParams }>("/agents/:name/versions", async (request) => {
+    const q = parse(listVersionsQuery, request.query);
+    checkPreviewFeatures(features, request, { includeDrafts: q.include_drafts });
+    const page = await agents.listVersions(projectOf(request), request.params.name, {
+      limit: q.limit,
+      order: q.order,
+      after: q.after,
+      before: q.before,
+      includeDrafts: q.include_drafts,
+    });
+    return presentPage(page, presentVersion);
+  });
+
+  app.post<{ Params: NameParams }>("/agents/:name/versions", async (request) => {
+    // This route creates the agent when it is missing, so the name must be a valid one.
+    const name = parse(agentName, request.params.name, "agent_name");
+    const body = parse(createVersionBody, request.body);
+    checkPreviewFeatures(features, request, body);
+    return presentVersion(await agents.createVersion(projectOf(request), name, body));
+  });
+
+  app.get<{ Params: VersionParams }>("/agents/:name/versions/:version", async (request) =>
+    presentVersion(
+      await agents.getVersion(projectOf(request), request.params.name, request.params.version),
+    ),
+  );
+
+  app.delete<{ Params: VersionParams }>("/agents/:name/versions/:version", async (request) => {
+    const { force } = parse(forceQuery, request.query);
+    const { name, version } = request.params;
+    await agents.deleteVersion(projectOf(request), name, version, force);
+    return presentDeletedVersion(name, version);
+  });
+}

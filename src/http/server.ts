@@ -1,0 +1,84 @@
+import { randomUUID } from "node:crypto";
+import Fastify, { LogController, type FastifyInstance } from "fastify";
+import type { AgentService } from "../domain/agentService.js";
+import type { KeyService } from "../domain/keyService.js";
+import type { Clock, ProjectRepository } from "../domain/ports.js";
+import { adminAuth, projectAuth } from "./auth.js";
+import { installErrorHandling } from "./errorHandler.js";
+import type { FeatureMode } from "./features.js";
+import { adminRoutes } from "./routes/adminRoutes.js";
+import { agentRoutes } from "./routes/agentRoutes.js";
+import { versionRoutes } from "./routes/versionRoutes.js";
+
+export interface HttpServices {
+  agents: AgentService;
+  keys: KeyService;
+  projects: ProjectRepository;
+  clock: Clock;
+}
+
+export interface HttpOptions {
+  https?: { cert: string; key: string };
+  foundryFeatures: FeatureMode;
+  maxJsonBytes: number;
+  logLevel: string;
+}
+
+/** The HTTP transport: routes under /api/projects/{project} and /admin, one error boundary. */
+export function buildServer(services: HttpServices, options: HttpOptions): FastifyInstance {
+  const app = Fastify({
+    ...(options.https ? { https: options.https } : {}),
+    logger: { level: options.logLevel },
+    // One access-log line per request (onResponse below) instead of two.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: options.maxJsonBytes,
+    genReqId: () => randomUUID(),
+    return503OnClosing: true,
+    forceCloseConnections: "idle",
+  }) as unknown as FastifyInstance;
+
+  // PATCH bodies are JSON merge patches (RFC 7396).
+  app.addContentTypeParser(
+    "application/merge-patch+json",
+    { parseAs: "string" },
+    app.getDefaultJsonParser("error", "error"),
+  );
+
+  app.addHook("onSend", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+    const clientId = request.headers["x-ms-client-request-id"];
+    if (typeof clientId === "string") reply.header("x-ms-client-request-id", clientId);
+  });
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      "request",
+    );
+  });
+
+  installErrorHandling(app);
+
+  app.register(
+    async (project) => {
+      project.addHook("onRequest", projectAuth(services.keys));
+      agentRoutes(project, services.agents, options.foundryFeatures);
+      versionRoutes(project, services.agents, options.foundryFeatures);
+    },
+    { prefix: "/api/projects/:project" },
+  );
+
+  app.register(
+    async (admin) => {
+      admin.addHook("onRequest", adminAuth(services.keys));
+      adminRoutes(admin, services.keys, services.projects, services.clock);
+    },
+    { prefix: "/admin" },
+  );
+
+  return app;
+}

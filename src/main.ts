@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { ConfigError, configFromEnv, type ConfigInput } from "./config/config.js";
+import { keysCommand } from "./cli/keysCommand.js";
+import { serveCommand } from "./cli/serveCommand.js";
+import { AppError } from "./domain/errors.js";
+
+/* The process entry: reads argv and the environment, runs one command. */
+
+const usage = `Usage:
+  agenthost serve [--data-dir DIR] [--host HOST] [--port PORT] [--no-tls | --tls-cert FILE --tls-key FILE]
+                  [--foundry-features lenient|strict] [--log-level LEVEL]
+  agenthost keys create [--project P] [--name N] [--act-for-users]
+  agenthost keys list [--project P]
+  agenthost keys revoke --id KEY_ID
+
+Every setting can also come from the environment (AGENTHOST_DATA_DIR, AGENTHOST_PORT, ...); see README.md.`;
+
+async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      "data-dir": { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      "no-tls": { type: "boolean" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "foundry-features": { type: "string" },
+      "log-level": { type: "string" },
+      project: { type: "string" },
+      name: { type: "string" },
+      id: { type: "string" },
+      "act-for-users": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const fromFlags = Object.fromEntries(
+    Object.entries({
+      dataDir: values["data-dir"],
+      host: values.host,
+      port: values.port,
+      tls: values["no-tls"] ? false : undefined,
+      tlsCert: values["tls-cert"],
+      tlsKey: values["tls-key"],
+      foundryFeatures: values["foundry-features"],
+      logLevel: values["log-level"],
+    }).filter(([, v]) => v !== undefined),
+  );
+  const config = { ...configFromEnv(env), ...fromFlags } as ConfigInput;
+  const print = (line: string) => void process.stdout.write(line + "\n");
+  const [command, action] = positionals;
+  if (values.help || command === undefined) return print(usage);
+  if (command === "serve") return serveCommand(config, print);
+  if (command === "keys") {
+    return keysCommand(
+      action,
+      {
+        project: values.project,
+        name: values.name,
+        actForUsers: values["act-for-users"],
+        id: values.id,
+      },
+      config,
+      print,
+    );
+  }
+  throw new ConfigError(`Unknown command '${command}'.\n${usage}`);
+}
+
+main(process.argv.slice(2), process.env).catch((err: unknown) => {
+  const known =
+    err instanceof ConfigError ||
+    err instanceof AppError ||
+    (err as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION";
+  process.stderr.write(
+    `agenthost: ${known ? (err as Error).message : ((err as Error).stack ?? String(err))}\n`,
+  );
+  process.exit(known ? 2 : 1);
+});

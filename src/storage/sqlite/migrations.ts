@@ -1,0 +1,69 @@
+/**
+ * Numbered schema migrations. Each runs once, in order, inside a transaction; the applied
+ * number is kept in `PRAGMA user_version`. A PostgreSQL dialect keeps the same numbers.
+ */
+export const migrations: readonly { id: number; sql: string }[] = [
+  {
+    id: 1,
+    sql: `
+      CREATE TABLE projects (
+        name TEXT PRIMARY KEY,
+        created_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret_hash TEXT NOT NULL UNIQUE,
+        admin INTEGER NOT NULL,
+        act_for_users INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+      );
+
+      CREATE TABLE agents (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        agent_endpoint TEXT,
+        agent_card TEXT,
+        next_version INTEGER NOT NULL,
+        latest_version INTEGER NOT NULL,
+        latest_kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (project, name)
+      );
+      CREATE INDEX agents_by_kind ON agents (project, latest_kind, seq);
+
+      -- Where deleted agents stood in the listing, so a page cursor naming one still works.
+      CREATE TABLE deleted_agents (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (project, name)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE agent_versions (
+        project TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        description TEXT NOT NULL,
+        draft INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        blueprint_reference TEXT,
+        digital_worker_type TEXT,
+        fingerprint TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (project, agent_name, version)
+      ) WITHOUT ROWID;
+      CREATE INDEX agent_versions_published ON agent_versions (project, agent_name, draft, version);
+
+      INSERT INTO projects (name, created_at) VALUES ('default', unixepoch());
+    `,
+  },
+];

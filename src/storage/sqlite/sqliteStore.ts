@@ -1,0 +1,133 @@
+import Database from "better-sqlite3";
+import type { Database as Db } from "better-sqlite3";
+import type { ApiKey, KeyRepository, ProjectRepository, Store } from "../../domain/ports.js";
+import { SqliteAgentRepository } from "./sqliteAgentRepository.js";
+import { migrations } from "./migrations.js";
+
+/**
+ * The embedded backend: one SQLite file in WAL mode. Commits are fsynced (synchronous=FULL),
+ * so an acknowledged write survives a crash of the process or of the machine. Writers in other
+ * processes (the CLI) wait up to `busy_timeout` for the lock instead of failing.
+ */
+export class SqliteStore implements Store {
+  readonly agents: SqliteAgentRepository;
+  readonly keys: KeyRepository;
+  readonly projects: ProjectRepository;
+  private readonly db: Db;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("busy_timeout = 5000");
+    this.db.pragma("foreign_keys = ON");
+    this.agents = new SqliteAgentRepository(this.db);
+    this.keys = new SqliteKeyRepository(this.db);
+    this.projects = new SqliteProjectRepository(this.db);
+  }
+
+  async migrate(): Promise<void> {
+    const apply = this.db.transaction(() => {
+      const current = this.db.pragma("user_version", { simple: true }) as number;
+      for (const m of migrations) {
+        if (m.id <= current) continue;
+        this.db.exec(m.sql);
+        this.db.pragma(`user_version = ${m.id}`);
+      }
+    });
+    apply.immediate();
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}
+
+interface KeyRow {
+  id: string;
+  project: string;
+  name: string;
+  admin: number;
+  act_for_users: number;
+  created_at: number;
+}
+
+const toKey = (r: KeyRow): ApiKey => ({
+  id: r.id,
+  project: r.project,
+  name: r.name,
+  admin: r.admin === 1,
+  actForUsers: r.act_for_users === 1,
+  createdAt: r.created_at,
+});
+
+class SqliteKeyRepository implements KeyRepository {
+  constructor(private readonly db: Db) {}
+
+  async insert(key: ApiKey, secretHash: string): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO api_keys (id, project, name, secret_hash, admin, act_for_users, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(key.id, key.project, key.name, secretHash, +key.admin, +key.actForUsers, key.createdAt);
+  }
+
+  async findByHash(secretHash: string): Promise<ApiKey | undefined> {
+    const row = this.db
+      .prepare(`SELECT * FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL`)
+      .get(secretHash) as KeyRow | undefined;
+    return row && toKey(row);
+  }
+
+  async list(project?: string): Promise<ApiKey[]> {
+    const rows = (
+      project === undefined
+        ? this.db
+            .prepare(`SELECT * FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id`)
+            .all()
+        : this.db
+            .prepare(
+              `SELECT * FROM api_keys WHERE revoked_at IS NULL AND project = ? ORDER BY created_at, id`,
+            )
+            .all(project)
+    ) as KeyRow[];
+    return rows.map(toKey);
+  }
+
+  async revoke(id: string, at: number): Promise<boolean> {
+    const r = this.db
+      .prepare(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`)
+      .run(at, id);
+    return r.changes > 0;
+  }
+
+  async countAdmins(): Promise<number> {
+    const row = this.db
+      .prepare(`SELECT count(*) AS n FROM api_keys WHERE admin = 1 AND revoked_at IS NULL`)
+      .get() as {
+      n: number;
+    };
+    return row.n;
+  }
+}
+
+class SqliteProjectRepository implements ProjectRepository {
+  constructor(private readonly db: Db) {}
+
+  async exists(name: string): Promise<boolean> {
+    return this.db.prepare(`SELECT 1 FROM projects WHERE name = ?`).get(name) !== undefined;
+  }
+
+  async create(name: string, at: number): Promise<void> {
+    this.db
+      .prepare(`INSERT INTO projects (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING`)
+      .run(name, at);
+  }
+
+  async list(): Promise<string[]> {
+    return (
+      this.db.prepare(`SELECT name FROM projects ORDER BY name`).all() as { name: string }[]
+    ).map((r) => r.name);
+  }
+}
