@@ -40,9 +40,9 @@ export function sendError(reply: FastifyReply, request: FastifyRequest, err: App
     });
 }
 
+/** Foundry's own 403s (preview_feature_required) are typed invalid_request_error too. */
 function errorType(status: number): string {
   if (status === 401) return "authentication_error";
-  if (status === 403) return "permission_error";
   if (status >= 500) return "server_error";
   return "invalid_request_error";
 }

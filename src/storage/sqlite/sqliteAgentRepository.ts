@@ -233,9 +233,9 @@ export class SqliteAgentRepository implements AgentRepository {
   private agentSeq(project: string, name: string | undefined): number | undefined {
     if (name === undefined) return undefined;
     const row = this.stmt(
-      `SELECT seq FROM agents WHERE project = ?1 AND name = ?2
-       UNION ALL SELECT seq FROM deleted_agents WHERE project = ?1 AND name = ?2 LIMIT 1`,
-    ).get(project, name) as { seq: number } | undefined;
+      `SELECT seq FROM agents WHERE project = @project AND name = @name
+       UNION ALL SELECT seq FROM deleted_agents WHERE project = @project AND name = @name LIMIT 1`,
+    ).get({ project, name }) as { seq: number } | undefined;
     // An unknown cursor sorts before everything, so the page is simply empty or complete.
     return row?.seq ?? 0;
   }

@@ -1,0 +1,114 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { AIProjectClient } from "@azure/ai-projects";
+
+export const repoRoot = path.resolve(import.meta.dirname, "../..");
+
+export const testAdminKey = "ahk_test_admin_key_0123456789abcdef";
+
+export interface TestServer {
+  /** https://localhost:PORT/api/projects/default */
+  endpoint: string;
+  origin: string;
+  dataDir: string;
+  caPem: Buffer;
+  adminKey: string;
+  output: () => string;
+  /** SIGTERM and wait for a clean exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL, no cleanup: a crash. */
+  kill(): Promise<void>;
+}
+
+export function tempDir(prefix = "agenthost-test-"): string {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+/**
+ * Starts the real service (`agenthost serve`) as a child process on a free port over HTTPS,
+ * with its own data directory unless one is given (to test restarts).
+ */
+export async function startServer(
+  options: { dataDir?: string; env?: Record<string, string>; args?: string[] } = {},
+): Promise<TestServer> {
+  const dataDir = options.dataDir ?? tempDir();
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(repoRoot, "src/main.ts"), "serve", ...(options.args ?? [])],
+    {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        AGENTHOST_DATA_DIR: dataDir,
+        AGENTHOST_PORT: "0",
+        AGENTHOST_ADMIN_KEY: testAdminKey,
+        AGENTHOST_LOG_LEVEL: "warn",
+        ...options.env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let output = "";
+  child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+  const origin = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 20_000);
+    const onData = () => {
+      const m = /listening on (https?:\/\/\S+)/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}:\n${output}`));
+    });
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  return {
+    endpoint: `${origin}/api/projects/default`,
+    origin,
+    dataDir,
+    caPem: origin.startsWith("https")
+      ? readFileSync(path.join(dataDir, "tls/ca.pem"))
+      : Buffer.alloc(0),
+    adminKey: testAdminKey,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+export function removeDir(dir: string) {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** The unmodified official client, trusting the server's generated CA. */
+export function sdk(
+  server: Pick<TestServer, "endpoint" | "caPem">,
+  key: string,
+  endpoint = server.endpoint,
+) {
+  const credential = {
+    getToken: async () => ({ token: key, expiresOnTimestamp: Date.now() + 3600_000 }),
+  };
+  return new AIProjectClient(endpoint, credential, {
+    tlsOptions: { ca: server.caPem },
+    // Fail fast in tests instead of retrying a failure three times.
+    retryOptions: { maxRetries: 0 },
+  });
+}
+
+export type { ChildProcess };

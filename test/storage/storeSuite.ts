@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { NewVersion } from "../../src/domain/model.js";
+import type { Store } from "../../src/domain/ports.js";
+
+/** The Store port's promises, run against every backend. */
+export function storeSuite(
+  backend: string,
+  open: () => Promise<{ store: Store; dispose: () => Promise<void> }>,
+) {
+  describe(`Store (${backend})`, () => {
+    let store: Store;
+    let dispose: () => Promise<void>;
+    before(async () => {
+      ({ store, dispose } = await open());
+      await store.migrate();
+      await store.migrate(); // migrating twice is harmless
+    });
+    after(() => dispose());
+
+    const version = (model: string, extra: Partial<NewVersion> = {}): NewVersion => ({
+      definition: { kind: "prompt", model },
+      metadata: {},
+      description: "",
+      draft: false,
+      status: "active",
+      blueprintReference: null,
+      digitalWorkerType: null,
+      fingerprint: model,
+      createdAt: 1_760_000_000,
+      ...extra,
+    });
+    const newAgent = { state: "enabled" as const, agentEndpoint: null, agentCard: null };
+
+    it("appendVersion creates the agent, numbers versions, and reuses an unchanged one", async () => {
+      assert.equal(await store.agents.appendVersion("default", "s1", version("a"), {}), undefined);
+      const first = await store.agents.appendVersion("default", "s1", version("a"), { newAgent });
+      assert.equal(first?.version.version, 1);
+      assert.equal(first?.created, true);
+      const same = await store.agents.appendVersion("default", "s1", version("a"), {
+        reuseIfUnchanged: true,
+      });
+      assert.equal(same?.created, false);
+      assert.equal(same?.version.version, 1);
+      const draft = await store.agents.appendVersion(
+        "default",
+        "s1",
+        version("b", { draft: true }),
+        {},
+      );
+      assert.equal(draft?.version.version, 2);
+      assert.equal(draft?.agent.latest.version, 1, "a draft is never latest");
+      const next = await store.agents.appendVersion("default", "s1", version("c"), {
+        reuseIfUnchanged: true,
+      });
+      assert.equal(next?.version.version, 3);
+      assert.equal(next?.agent.latest.version, 3);
+    });
+
+    it("pages versions by keyset with after and before in both orders", async () => {
+      for (let i = 0; i < 10; i++)
+        await store.agents.appendVersion("default", "s2", version(`m${i}`), { newAgent });
+      const page = async (order: "asc" | "desc", after?: string, before?: string) => {
+        const p = await store.agents.listVersions("default", "s2", {
+          limit: 3,
+          order,
+          after,
+          before,
+          includeDrafts: false,
+        });
+        return { versions: p!.items.map((v) => v.version), hasMore: p!.hasMore };
+      };
+      assert.deepEqual(await page("asc"), { versions: [1, 2, 3], hasMore: true });
+      assert.deepEqual(await page("asc", "s2:3"), { versions: [4, 5, 6], hasMore: true });
+      assert.deepEqual(await page("asc", "9"), { versions: [10], hasMore: false });
+      assert.deepEqual(await page("desc", "s2:4"), { versions: [3, 2, 1], hasMore: false });
+      assert.deepEqual(await page("asc", undefined, "s2:7"), {
+        versions: [4, 5, 6],
+        hasMore: true,
+      });
+      assert.deepEqual(await page("desc", undefined, "s2:7"), {
+        versions: [10, 9, 8],
+        hasMore: false,
+      });
+      assert.deepEqual(await page("asc", "2", "5"), { versions: [3, 4], hasMore: false });
+      assert.equal(
+        await store.agents.listVersions("default", "nope", {
+          limit: 3,
+          order: "asc",
+          includeDrafts: false,
+        }),
+        undefined,
+      );
+    });
+
+    it("lists agents in creation order, by kind, and past a deleted cursor", async () => {
+      await store.projects.create("paging", 1);
+      for (const [i, kind] of ["prompt", "hosted", "prompt", "hosted"].entries()) {
+        const v = version(`k${i}`, { definition: { kind, model: "x" } });
+        await store.agents.appendVersion("paging", `p${i}`, v, { newAgent });
+      }
+      const names = async (page: Parameters<Store["agents"]["list"]>[1]) =>
+        (await store.agents.list("paging", page)).items.map((a) => a.name);
+      assert.deepEqual(await names({ limit: 10, order: "asc" }), ["p0", "p1", "p2", "p3"]);
+      assert.deepEqual(await names({ limit: 10, order: "desc", kind: "hosted" }), ["p3", "p1"]);
+      assert.equal(await store.agents.delete("paging", "p1"), true);
+      assert.deepEqual(await names({ limit: 10, order: "asc", after: "p1" }), ["p2", "p3"]);
+      assert.deepEqual(await names({ limit: 10, order: "asc", after: "never-existed" }), [
+        "p0",
+        "p2",
+        "p3",
+      ]);
+    });
+
+    it("deleteVersion: latest falls back, in_use, last_published, agent_deleted", async () => {
+      await store.agents.appendVersion("default", "s3", version("a"), { newAgent });
+      await store.agents.appendVersion("default", "s3", version("b"), {});
+      await store.agents.appendVersion("default", "s3", version("c", { draft: true }), {});
+      assert.equal(await store.agents.deleteVersion("default", "s3", 2), "deleted");
+      assert.equal((await store.agents.get("default", "s3"))?.latest.version, 1);
+      const rules = {
+        version_selector: {
+          version_selection_rules: [{ agent_version: "1", traffic_percentage: 100 }],
+        },
+      };
+      await store.agents.setEndpoint("default", "s3", { agentEndpoint: rules, agentCard: null });
+      assert.equal(await store.agents.deleteVersion("default", "s3", 1), "in_use");
+      await store.agents.setEndpoint("default", "s3", { agentEndpoint: null, agentCard: null });
+      assert.equal(await store.agents.deleteVersion("default", "s3", 1), "last_published");
+      assert.equal(await store.agents.deleteVersion("default", "s3", 3), "deleted");
+      assert.equal(await store.agents.deleteVersion("default", "s3", 9), "missing");
+      assert.equal(await store.agents.deleteVersion("default", "s3", 1), "agent_deleted");
+      assert.equal(await store.agents.get("default", "s3"), undefined);
+    });
+
+    it("keys are found by hash until revoked", async () => {
+      const key = {
+        id: "key_1",
+        project: "default",
+        name: "k",
+        admin: false,
+        actForUsers: false,
+        createdAt: 1,
+      };
+      await store.keys.insert(key, "hash-1");
+      assert.deepEqual(await store.keys.findByHash("hash-1"), key);
+      assert.equal(await store.keys.revoke("key_1", 2), true);
+      assert.equal(await store.keys.findByHash("hash-1"), undefined);
+      assert.equal(await store.keys.revoke("key_1", 3), false);
+    });
+  });
+}
