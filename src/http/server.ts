@@ -5,6 +5,7 @@ import type { KeyService } from "../domain/keyService.js";
 import type { Clock, ProjectRepository } from "../domain/ports.js";
 import { adminAuth, projectAuth } from "./auth.js";
 import { installErrorHandling } from "./errorHandler.js";
+import { installJsonParsers } from "./jsonBody.js";
 import type { FeatureMode } from "./features.js";
 import { adminRoutes } from "./routes/adminRoutes.js";
 import { agentRoutes } from "./routes/agentRoutes.js";
@@ -37,12 +38,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
     forceCloseConnections: "idle",
   }) as unknown as FastifyInstance;
 
-  // PATCH bodies are JSON merge patches (RFC 7396).
-  app.addContentTypeParser(
-    "application/merge-patch+json",
-    { parseAs: "string" },
-    app.getDefaultJsonParser("error", "error"),
-  );
+  installJsonParsers(app);
 
   app.addHook("onSend", async (request, reply) => {
     reply.header("x-request-id", request.id);

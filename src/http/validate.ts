@@ -10,7 +10,14 @@ export function parse<S extends z.ZodType>(schema: S, input: unknown, prefix = "
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const param = prefix + fieldPath(issue.path);
-  const missing = issue.code === "invalid_type" && issue.input === undefined;
+  const missing =
+    (issue.code === "invalid_type" && issue.input === undefined) ||
+    // A discriminated union whose discriminator (e.g. definition.kind) is absent.
+    (issue.code === "invalid_union" &&
+      "discriminator" in issue &&
+      typeof issue.input === "object" &&
+      issue.input !== null &&
+      (issue.input as Record<string, unknown>)[String(issue.discriminator)] === undefined);
   const message = missing
     ? `Missing required parameter '${param}'.`
     : `Invalid value for '${param || "body"}': ${issue.message}.`;

@@ -1,0 +1,51 @@
+import type { FastifyInstance } from "fastify";
+import { AppError } from "../domain/errors.js";
+
+/** Deeper JSON than any Foundry shape needs; refusing it keeps recursion out of danger. */
+export const maxJsonDepth = 64;
+
+/**
+ * JSON bodies (application/json and application/merge-patch+json): Fastify's parser (which
+ * refuses `__proto__` and `constructor.prototype`) plus a nesting limit. Other media types
+ * are refused with 415 by Fastify, text/plain included.
+ */
+export function installJsonParsers(app: FastifyInstance): void {
+  const parse = app.getDefaultJsonParser("error", "error");
+  const parseLimited = (
+    request: unknown,
+    body: string,
+    done: (err: Error | null, value?: unknown) => void,
+  ) =>
+    parse(request as never, body, (err: Error | null, value?: unknown) => {
+      if (err) return done(err);
+      if (depthOf(value) > maxJsonDepth) {
+        return done(
+          new AppError(
+            "invalid_json",
+            `The JSON body is nested deeper than ${maxJsonDepth} levels.`,
+          ),
+        );
+      }
+      done(null, value);
+    });
+  app.removeContentTypeParser(["application/json", "text/plain"]);
+  app.addContentTypeParser(
+    ["application/json", "application/merge-patch+json"],
+    { parseAs: "string" },
+    parseLimited,
+  );
+}
+
+/** Nesting depth of a parsed JSON value, without recursion. */
+export function depthOf(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > maxJsonDepth) return deepest;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
