@@ -9,6 +9,11 @@ import { buildServer } from "./http/server.js";
 import { validateEndpoint } from "./http/routes/agentRoutes.js";
 import { SqliteStore } from "./storage/sqlite/sqliteStore.js";
 import { ensureLocalTls } from "./tls/localCa.js";
+import { pino, type Logger } from "pino";
+import { CodeRuntime } from "./build/codeRuntime.js";
+import { defaultZipLimits, inspectZip } from "./build/zipArchive.js";
+import { CodeService } from "./domain/codeService.js";
+import { LocalBlobStore } from "./storage/blobs/localBlobStore.js";
 
 /** The composition root: picks the implementations and wires them together. */
 
@@ -22,9 +27,43 @@ export async function openStore(config: Config): Promise<Store> {
   return store;
 }
 
-export function createServices(store: Store, clock: Clock = systemClock) {
+/**
+ * Every service over one store and one data directory. Code-based versions interrupted by a
+ * restart are provisioned again (`resume`).
+ */
+export function createServices(
+  store: Store,
+  config: Config,
+  log: Logger,
+  clock: Clock = systemClock,
+) {
+  const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
+  const codeRuntime = new CodeRuntime(store.agents, blobs, {
+    buildsDir: path.join(config.dataDir, "builds"),
+    runtimePolicy: config.runtimePolicy,
+    zipLimits: defaultZipLimits,
+    buildTimeoutMs: config.buildTimeoutSeconds * 1000,
+    log,
+  });
+  const agents = new AgentService({
+    agents: store.agents,
+    sessions: noLiveSessions,
+    code: codeRuntime,
+    validateEndpoint,
+    clock,
+  });
+  const code = new CodeService({
+    agents,
+    blobs,
+    code: codeRuntime,
+    checkZip: async (file, entryPoint) =>
+      void (await inspectZip(file, defaultZipLimits, entryPoint)),
+    maxZipBytes: config.maxZipBytes,
+  });
   return {
-    agents: new AgentService(store.agents, noLiveSessions, validateEndpoint, clock),
+    agents,
+    code,
+    codeRuntime,
     keys: new KeyService(store.keys, store.projects, clock),
     projects: store.projects,
     clock,
@@ -44,7 +83,8 @@ export interface RunningService {
 
 export async function startService(config: Config): Promise<RunningService> {
   const store = await openStore(config);
-  const services = createServices(store);
+  const log = pino({ level: config.logLevel });
+  const services = createServices(store, config, log);
   const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
   const tls = !config.tls
     ? undefined
@@ -55,7 +95,7 @@ export async function startService(config: Config): Promise<RunningService> {
     https: tls && { cert: tls.cert, key: tls.key },
     foundryFeatures: config.foundryFeatures,
     maxJsonBytes: config.maxJsonBytes,
-    logLevel: config.logLevel,
+    log,
   });
   try {
     await app.listen({ host: config.host, port: config.port });
@@ -63,6 +103,8 @@ export async function startService(config: Config): Promise<RunningService> {
     await store.close();
     throw err;
   }
+  const resumed = await services.codeRuntime.resumeInterrupted();
+  if (resumed > 0) log.info({ versions: resumed }, "resuming interrupted builds");
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const host = config.host === "::" || config.host === "0.0.0.0" ? "localhost" : config.host;
@@ -73,6 +115,7 @@ export async function startService(config: Config): Promise<RunningService> {
     newAdminKey,
     async close() {
       await app.close();
+      await services.codeRuntime.idle();
       await store.close();
     },
   };

@@ -1,5 +1,6 @@
 import { parseConfig, type ConfigInput } from "../config/config.js";
 import { AppError } from "../domain/errors.js";
+import { pino } from "pino";
 import { createServices, openStore } from "../service.js";
 
 /**
@@ -12,9 +13,10 @@ export async function keysCommand(
   input: ConfigInput,
   print: (line: string) => void,
 ): Promise<void> {
-  const store = await openStore(parseConfig(input));
+  const config = parseConfig(input);
+  const store = await openStore(config);
   try {
-    const { keys, projects, clock } = createServices(store);
+    const { keys, projects, clock } = createServices(store, config, pino({ level: "silent" }));
     if (action === "create") {
       const project = flags.project ?? "default";
       if (flags.project && !(await projects.exists(project)))

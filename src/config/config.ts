@@ -25,6 +25,16 @@ const configSchema = z.object({
     .int()
     .min(1024)
     .default(1024 * 1024),
+  /** Largest code zip upload in bytes (Foundry: 250 MB). */
+  maxZipBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(250 * 1024 * 1024),
+  /** When a code_configuration.runtime is not installed: the nearest version, or fail. */
+  runtimePolicy: z.enum(["nearest", "exact"]).default("nearest"),
+  /** Longest a dependency install (remote_build) may take. */
+  buildTimeoutSeconds: z.coerce.number().int().min(1).default(600),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -60,6 +70,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["adminKey", env.AGENTHOST_ADMIN_KEY],
     ["foundryFeatures", env.AGENTHOST_FOUNDRY_FEATURES],
     ["maxJsonBytes", env.AGENTHOST_MAX_JSON_BYTES],
+    ["maxZipBytes", env.AGENTHOST_MAX_ZIP_BYTES],
+    ["runtimePolicy", env.AGENTHOST_RUNTIME_POLICY],
+    ["buildTimeoutSeconds", env.AGENTHOST_BUILD_TIMEOUT_SECONDS],
     ["logLevel", env.AGENTHOST_LOG_LEVEL],
   ];
   return Object.fromEntries(entries.filter(([, v]) => v !== undefined && v !== "")) as ConfigInput;

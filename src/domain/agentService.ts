@@ -11,7 +11,7 @@ import type {
   PageRequest,
   Version,
 } from "./model.js";
-import type { AgentRepository, Clock, LiveSessions } from "./ports.js";
+import type { AgentRepository, Clock, HostedCode, LiveSessions } from "./ports.js";
 import { trafficRules } from "./trafficRules.js";
 
 /** A version as the caller describes it, already validated against the contract. */
@@ -37,14 +37,31 @@ export type EndpointValidator = (patched: { agent_endpoint: unknown; agent_card:
   agent_card: JsonObject | null;
 };
 
+export interface AgentServiceDeps {
+  agents: AgentRepository;
+  sessions: LiveSessions;
+  code: HostedCode;
+  validateEndpoint: EndpointValidator;
+  clock: Clock;
+}
+
 /** The agent and version operations of the control plane. */
 export class AgentService {
-  constructor(
-    private readonly agents: AgentRepository,
-    private readonly sessions: LiveSessions,
-    private readonly validateEndpoint: EndpointValidator,
-    private readonly clock: Clock,
-  ) {}
+  private readonly agents: AgentRepository;
+  private readonly sessions: LiveSessions;
+  private readonly code: HostedCode;
+  private readonly validateEndpoint: EndpointValidator;
+  private readonly clock: Clock;
+
+  constructor(deps: AgentServiceDeps) {
+    ({
+      agents: this.agents,
+      sessions: this.sessions,
+      code: this.code,
+      validateEndpoint: this.validateEndpoint,
+      clock: this.clock,
+    } = deps);
+  }
 
   async get(project: string, name: string): Promise<Agent> {
     return (await this.agents.get(project, name)) ?? throwAgentNotFound(name);
@@ -90,10 +107,7 @@ export class AgentService {
 
   /** Adds a version only when definition, description or metadata changed. */
   async update(project: string, name: string, spec: VersionSpec): Promise<Agent> {
-    const result = await this.agents.appendVersion(project, name, this.newVersion(name, spec), {
-      reuseIfUnchanged: true,
-    });
-    return result?.agent ?? throwAgentNotFound(name);
+    return (await this.append(project, name, spec, { reuseIfUnchanged: true })).agent;
   }
 
   /** RFC 7396 merge patch of `agent_endpoint` and `agent_card`. */
@@ -129,14 +143,25 @@ export class AgentService {
   async delete(project: string, name: string, force: boolean): Promise<void> {
     await this.get(project, name);
     await this.respectSessions(project, name, undefined, force);
+    const versions = await this.agents.allVersions(project, name);
     if (!(await this.agents.delete(project, name))) throwAgentNotFound(name);
+    await this.code.discard(versions);
   }
 
-  /** Always a new version; creates the agent when it does not exist. */
-  async createVersion(project: string, name: string, spec: VersionSpec): Promise<Version> {
+  /**
+   * A new version, creating the agent when it does not exist. With `reuseIfUnchanged` (code
+   * uploads), the same definition and zip as the latest version return that version.
+   */
+  async createVersion(
+    project: string,
+    name: string,
+    spec: VersionSpec,
+    options: { reuseIfUnchanged?: boolean } = {},
+  ): Promise<Version> {
     if (spec.draft && !(await this.agents.get(project, name))) throw draftFirst();
     const { version } = await this.append(project, name, spec, {
       newAgent: { state: "enabled", agentEndpoint: null, agentCard: null },
+      reuseIfUnchanged: options.reuseIfUnchanged === true && !spec.draft,
     });
     return version;
   }
@@ -183,6 +208,7 @@ export class AgentService {
         "agent_version",
       );
     }
+    await this.code.discard([found]);
   }
 
   private async append(
@@ -191,20 +217,27 @@ export class AgentService {
     spec: VersionSpec,
     options: { newAgent?: NewAgent; reuseIfUnchanged?: boolean },
   ) {
-    const result = await this.agents.appendVersion(
-      project,
-      name,
-      this.newVersion(name, spec),
-      options,
-    );
-    return result ?? throwAgentNotFound(name);
+    const version = await this.newVersion(project, name, spec);
+    const result = await this.agents.appendVersion(project, name, version, options);
+    if (!result) throwAgentNotFound(name);
+    if (result.created && result.version.status === "creating") this.code.provision(result.version);
+    return result;
   }
 
-  private newVersion(name: string, spec: VersionSpec): NewVersion {
+  private async newVersion(project: string, name: string, spec: VersionSpec): Promise<NewVersion> {
     const definition = { ...spec.definition };
     if (definition.kind === "external" && definition.otel_agent_id === undefined) {
       definition.otel_agent_id = name;
     }
+    let contentHash: string | null = null;
+    if (definition.kind === "hosted" && isObject(definition.code_configuration)) {
+      contentHash = await this.codeOf(project, name, definition.code_configuration);
+      definition.code_configuration = {
+        ...definition.code_configuration,
+        content_hash: contentHash,
+      };
+    }
+    const { status, statusReason } = initialStatus(definition);
     const metadata = spec.metadata ?? {};
     const description = spec.description ?? "";
     const blueprintReference = spec.blueprint_reference ?? null;
@@ -214,8 +247,9 @@ export class AgentService {
       metadata,
       description,
       draft: spec.draft ?? false,
-      // Hosted versions must be provisioned before they can run; other kinds are ready at once.
-      status: definition.kind === "hosted" ? "creating" : "active",
+      status,
+      statusReason,
+      contentHash,
       blueprintReference,
       digitalWorkerType,
       fingerprint: canonicalJson({
@@ -227,6 +261,34 @@ export class AgentService {
       }),
       createdAt: this.clock(),
     };
+  }
+
+  /**
+   * The code zip of a code-based version: the uploaded one (content_hash set by the upload),
+   * else the latest version's, so a JSON update can change settings without re-uploading.
+   */
+  private async codeOf(
+    project: string,
+    name: string,
+    codeConfiguration: JsonObject,
+  ): Promise<string> {
+    const given = codeConfiguration.content_hash;
+    if (typeof given === "string") {
+      const hash = given.toLowerCase();
+      if (await this.code.has(hash)) return hash;
+      throw new AppError(
+        "invalid_parameter",
+        `No uploaded code has SHA-256 '${given}'; upload the zip as multipart/form-data.`,
+        "definition.code_configuration.content_hash",
+      );
+    }
+    const latest = (await this.agents.get(project, name))?.latest;
+    if (latest?.contentHash) return latest.contentHash;
+    throw new AppError(
+      "invalid_parameter",
+      "A code-based hosted version needs its code: upload the zip as multipart/form-data with the x-ms-code-zip-sha256 header.",
+      "definition.code_configuration",
+    );
   }
 
   private async respectSessions(
@@ -279,6 +341,28 @@ export class AgentService {
 export function parseVersion(version: string): number | undefined {
   return /^[1-9][0-9]{0,14}$/.test(version) ? Number(version) : undefined;
 }
+
+/** Hosted code must be provisioned before it runs; images need a container driver. */
+function initialStatus(definition: JsonObject): Pick<NewVersion, "status" | "statusReason"> {
+  if (definition.kind !== "hosted") return { status: "active", statusReason: null };
+  if (isObject(definition.code_configuration)) {
+    return {
+      status: "creating",
+      statusReason: { code: "provisioning", message: "The code is being unpacked and built." },
+    };
+  }
+  return {
+    status: "failed",
+    statusReason: {
+      code: "container_driver_unavailable",
+      message:
+        "Image-based hosted agents need a container driver, which this server does not have; the version is stored but cannot run. Deploy code (code_configuration) instead.",
+    },
+  };
+}
+
+const isObject = (v: unknown): v is JsonObject =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 
 function throwAgentNotFound(name: string): never {
   throw notFound(`Agent '${name}'`, "agent_name");

@@ -15,9 +15,18 @@ export interface Version {
   description: string;
   draft: boolean;
   status: VersionStatus;
+  /** Why a version is `failed` (or what it waits for), in words a user can act on. */
+  statusReason: StatusReason | null;
+  /** SHA-256 of the code zip of a code-based hosted version. */
+  contentHash: string | null;
   blueprintReference: JsonObject | null;
   digitalWorkerType: string | null;
   createdAt: number;
+}
+
+export interface StatusReason {
+  code: string;
+  message: string;
 }
 
 export interface Agent {
@@ -38,8 +47,11 @@ export interface NewVersion {
   description: string;
   draft: boolean;
   status: VersionStatus;
+  statusReason: StatusReason | null;
   blueprintReference: JsonObject | null;
   digitalWorkerType: string | null;
+  /** SHA-256 of the code zip of a code-based hosted version. */
+  contentHash: string | null;
   /** Canonical form of what makes two versions "the same" for update-if-changed. */
   fingerprint: string;
   createdAt: number;

@@ -1,3 +1,4 @@
+import type { Readable } from "node:stream";
 import type {
   Agent,
   AgentState,
@@ -6,7 +7,9 @@ import type {
   NewVersion,
   Page,
   PageRequest,
+  StatusReason,
   Version,
+  VersionStatus,
 } from "./model.js";
 
 /**
@@ -63,6 +66,58 @@ export interface AgentRepository {
     name: string,
     version: number,
   ): Promise<"deleted" | "agent_deleted" | "missing" | "in_use" | "last_published">;
+
+  /** Records a provisioning outcome; undefined when the version is gone. */
+  setVersionStatus(
+    project: string,
+    name: string,
+    version: number,
+    status: VersionStatus,
+    reason: StatusReason | null,
+  ): Promise<Version | undefined>;
+
+  /** Every version in a status, oldest first, across projects (e.g. `creating` at start-up). */
+  versionsWithStatus(status: VersionStatus): Promise<Version[]>;
+
+  /** How many versions use a code zip. */
+  countContentReferences(contentHash: string): Promise<number>;
+
+  /** Every version of an agent, drafts included (empty when the agent is missing). */
+  allVersions(project: string, name: string): Promise<Version[]>;
+}
+
+/**
+ * What the control plane needs of hosted code. The build runtime implements it over the
+ * blob store: uploaded zips, their builds, and releasing both.
+ */
+export interface HostedCode {
+  /** True when a code zip with this SHA-256 is stored. */
+  has(contentHash: string): Promise<boolean>;
+  /** Starts provisioning a new `creating` code-based version in the background. */
+  provision(version: Version): void;
+  /** Removes the builds of deleted versions and the zips no version uses any more. */
+  discard(versions: Version[]): Promise<void>;
+}
+
+export interface StoredBlob {
+  sha256: string;
+  size: number;
+}
+
+/** Content-addressed storage of uploaded code: identical bytes are stored once. */
+export interface BlobStore {
+  /**
+   * Streams `source` in while hashing it. Past `maxBytes` it fails with `payload_too_large`
+   * and leaves nothing behind; a reader never sees a partial blob.
+   */
+  put(source: Readable, maxBytes: number): Promise<StoredBlob>;
+  /** Size in bytes, or undefined when absent. */
+  size(sha256: string): Promise<number | undefined>;
+  open(sha256: string): Readable;
+  /** A local file path of the blob, for unpacking. */
+  pathOf(sha256: string): string;
+  /** Idempotent. */
+  delete(sha256: string): Promise<void>;
 }
 
 export interface ApiKey {

@@ -34,6 +34,10 @@ export function installJsonParsers(app: FastifyInstance): void {
     { parseAs: "string" },
     parseLimited,
   );
+  // Code uploads are streamed by their route (http/codeUpload.ts), not buffered here.
+  app.addContentTypeParser("multipart/form-data", (_request, _payload, done) =>
+    done(null, undefined),
+  );
 }
 
 /** Nesting depth of a parsed JSON value, without recursion. */

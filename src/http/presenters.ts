@@ -15,6 +15,8 @@ export function presentVersion(v: Version) {
     definition: v.definition,
     draft: v.draft,
     status: v.status,
+    // Not in Foundry's shape (clients ignore it): why a version is failed or still creating.
+    ...(v.statusReason ? { status_reason: v.statusReason } : {}),
     ...(v.blueprintReference ? { blueprint_reference: v.blueprintReference } : {}),
     ...(v.digitalWorkerType ? { digital_worker_type: v.digitalWorkerType } : {}),
   };

@@ -1,6 +1,8 @@
 import { randomUUID } from "node:crypto";
 import Fastify, { LogController, type FastifyInstance } from "fastify";
+import type { Logger } from "pino";
 import type { AgentService } from "../domain/agentService.js";
+import type { CodeService } from "../domain/codeService.js";
 import type { KeyService } from "../domain/keyService.js";
 import type { Clock, ProjectRepository } from "../domain/ports.js";
 import { adminAuth, projectAuth } from "./auth.js";
@@ -9,10 +11,12 @@ import { installJsonParsers } from "./jsonBody.js";
 import type { FeatureMode } from "./features.js";
 import { adminRoutes } from "./routes/adminRoutes.js";
 import { agentRoutes } from "./routes/agentRoutes.js";
+import { codeDownloadRoute, codeUploadHandlers } from "./routes/codeRoutes.js";
 import { versionRoutes } from "./routes/versionRoutes.js";
 
 export interface HttpServices {
   agents: AgentService;
+  code: CodeService;
   keys: KeyService;
   projects: ProjectRepository;
   clock: Clock;
@@ -22,14 +26,14 @@ export interface HttpOptions {
   https?: { cert: string; key: string };
   foundryFeatures: FeatureMode;
   maxJsonBytes: number;
-  logLevel: string;
+  log: Logger;
 }
 
 /** The HTTP transport: routes under /api/projects/{project} and /admin, one error boundary. */
 export function buildServer(services: HttpServices, options: HttpOptions): FastifyInstance {
   const app = Fastify({
     ...(options.https ? { https: options.https } : {}),
-    logger: { level: options.logLevel },
+    loggerInstance: options.log,
     // One access-log line per request (onResponse below) instead of two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxJsonBytes,
@@ -40,21 +44,20 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
 
   installJsonParsers(app);
 
-  app.addHook("onSend", async (request, reply) => {
+  // Callback-style hooks: they run on every request, and a promise less each is measurable.
+  app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
     const clientId = request.headers["x-ms-client-request-id"];
     if (typeof clientId === "string") reply.header("x-ms-client-request-id", clientId);
+    done();
   });
-  app.addHook("onResponse", async (request, reply) => {
+  app.addHook("onResponse", (request, reply, done) => {
+    const { method, url } = request;
     request.log.info(
-      {
-        method: request.method,
-        url: request.url,
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime),
-      },
+      { method, url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
       "request",
     );
+    done();
   });
 
   installErrorHandling(app);
@@ -62,8 +65,10 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
   app.register(
     async (project) => {
       project.addHook("onRequest", projectAuth(services.keys));
-      agentRoutes(project, services.agents, options.foundryFeatures);
-      versionRoutes(project, services.agents, options.foundryFeatures);
+      const uploads = codeUploadHandlers(services.code);
+      agentRoutes(project, services.agents, uploads, options.foundryFeatures);
+      versionRoutes(project, services.agents, uploads, options.foundryFeatures);
+      codeDownloadRoute(project, services.code);
     },
     { prefix: "/api/projects/:project" },
   );

@@ -1,4 +1,11 @@
-import type { Agent, AgentState, JsonObject, Version, VersionStatus } from "../domain/model.js";
+import type {
+  Agent,
+  AgentState,
+  JsonObject,
+  StatusReason,
+  Version,
+  VersionStatus,
+} from "../domain/model.js";
 
 /* Row ⇄ entity mapping shared by every SQL dialect. JSON columns hold text. */
 
@@ -12,6 +19,8 @@ export interface VersionRow {
   description: string;
   draft: number | boolean;
   status: string;
+  status_reason: string | null;
+  content_hash: string | null;
   blueprint_reference: string | null;
   digital_worker_type: string | null;
   created_at: number;
@@ -39,6 +48,9 @@ export function toVersion(row: VersionRow): Version {
     description: row.description,
     draft: Boolean(row.draft),
     status: row.status as VersionStatus,
+    contentHash: row.content_hash,
+    statusReason:
+      row.status_reason === null ? null : (JSON.parse(row.status_reason) as StatusReason),
     blueprintReference: parse(row.blueprint_reference),
     digitalWorkerType: row.digital_worker_type,
     createdAt: Number(row.created_at),

@@ -331,9 +331,17 @@ describe("versions", () => {
     assert.deepEqual(pages, [["9", "8", "7", "6"], ["5", "4", "3", "2"], ["1"]]);
   });
 
-  it("hosted versions start 'creating'; other kinds are 'active'", async () => {
+  it("image-based hosted versions say they cannot run; other kinds are 'active'", async () => {
     const h = await client.agents.createVersion(newName(), hosted());
-    assert.equal(h.status, "creating");
+    assert.equal(h.status, "failed");
+    const raw = await fetchJson(`${server.endpoint}/agents/${h.name}/versions/1?api-version=v1`, {
+      method: "GET",
+      headers: { authorization: `Bearer ${server.adminKey}` },
+    });
+    assert.equal(
+      (raw.body as { status_reason: { code: string } }).status_reason.code,
+      "container_driver_unavailable",
+    );
     const ext = await client.agents.createVersion(newName(), {
       kind: "external",
     } as AgentDefinitionUnion);

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, it } from "node:test";
+import { pino } from "pino";
+import { CodeRuntime } from "../../src/build/codeRuntime.js";
+import { defaultZipLimits } from "../../src/build/zipArchive.js";
 import { AgentService } from "../../src/domain/agentService.js";
+import { LocalBlobStore } from "../../src/storage/blobs/localBlobStore.js";
 import { AppError } from "../../src/domain/errors.js";
 import type { LiveSessions } from "../../src/domain/ports.js";
 import { validateEndpoint } from "../../src/http/routes/agentRoutes.js";
@@ -35,7 +39,19 @@ before(async () => {
   store = new SqliteStore(path.join(dir, "db.sqlite"));
   await store.migrate();
   sessions = new RecordingSessions();
-  agents = new AgentService(store.agents, sessions, validateEndpoint, () => 1_760_000_000);
+  agents = new AgentService({
+    agents: store.agents,
+    sessions,
+    code: new CodeRuntime(store.agents, new LocalBlobStore(path.join(dir, "blobs")), {
+      buildsDir: path.join(dir, "builds"),
+      runtimePolicy: "nearest",
+      zipLimits: defaultZipLimits,
+      buildTimeoutMs: 60_000,
+      log: pino({ level: "silent" }),
+    }),
+    validateEndpoint,
+    clock: () => 1_760_000_000,
+  });
 });
 
 after(async () => {

@@ -1,5 +1,6 @@
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
+import { pino } from "pino";
 import { parseConfig } from "../../src/config/config.js";
 import { buildServer } from "../../src/http/server.js";
 import { createServices, openStore } from "../../src/service.js";
@@ -23,12 +24,13 @@ export async function buildTestApp(
   const dataDir = tempDir();
   const config = parseConfig({ dataDir: path.join(dataDir, "data") });
   const store = await openStore(config);
-  const services = createServices(store);
+  const log = pino({ level: process.env.TEST_LOG ?? "silent" });
+  const services = createServices(store, config, log);
   const { secret } = await services.keys.create({ project: "*", admin: true, name: "test admin" });
   const app = buildServer(services, {
     foundryFeatures: options.foundryFeatures ?? "lenient",
     maxJsonBytes: options.maxJsonBytes ?? config.maxJsonBytes,
-    logLevel: process.env.TEST_LOG ?? "silent",
+    log,
   });
   await app.ready();
   return {
@@ -38,6 +40,7 @@ export async function buildTestApp(
     auth: { authorization: `Bearer ${secret}` },
     async close() {
       await app.close();
+      await services.codeRuntime.idle();
       await store.close();
       removeDir(dataDir);
     },

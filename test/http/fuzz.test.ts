@@ -60,7 +60,10 @@ const hostedCodeDef = (): Json => ({
   },
 });
 
-const definitions = [promptDef, hostedContainerDef, hostedCodeDef];
+/** Definitions a JSON request can create (code-based versions need a zip upload). */
+const creatable = [promptDef, hostedContainerDef];
+/** Also fuzzed: a code-based definition sent as JSON, which must be refused cleanly. */
+const definitions = [...creatable, hostedCodeDef];
 
 /** Definitions and fields that need a Foundry-Features opt-in in strict mode (§1.6). */
 const previewVersionBodies = (): Json[] => [
@@ -116,7 +119,7 @@ const request = (app: TestApp, method: Method, url: string, payload?: Json) =>
 async function ensureAgent(app: TestApp, name: string): Promise<void> {
   if ((await request(app, "GET", api(`/agents/${name}`))).statusCode === 200) return;
   const index = Math.max(0, pool.indexOf(name as (typeof pool)[number]));
-  const definition = definitions[index % definitions.length]!();
+  const definition = creatable[index % creatable.length]!();
   const created = await request(app, "POST", api("/agents"), { name, definition });
   assert.equal(created.statusCode, 200, created.body);
   for (const description of ["v2", "v3"]) {

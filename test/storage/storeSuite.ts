@@ -24,6 +24,8 @@ export function storeSuite(
       description: "",
       draft: false,
       status: "active",
+      statusReason: null,
+      contentHash: null,
       blueprintReference: null,
       digitalWorkerType: null,
       fingerprint: model,

@@ -11,6 +11,7 @@ import type { AgentService } from "../../domain/agentService.js";
 import { AppError } from "../../domain/errors.js";
 import type { JsonObject } from "../../domain/model.js";
 import { projectOf } from "../auth.js";
+import { isMultipart, type CodeUploadHandlers } from "./codeRoutes.js";
 import { checkPreviewFeatures, type FeatureMode } from "../features.js";
 import { presentAgent, presentDeletedAgent, presentPage } from "../presenters.js";
 import { parse } from "../validate.js";
@@ -18,7 +19,12 @@ import { parse } from "../validate.js";
 type NameParams = { project: string; name: string };
 
 /** Agents (contract §3.1). Routes validate, make one service call, and present. */
-export function agentRoutes(app: FastifyInstance, agents: AgentService, features: FeatureMode) {
+export function agentRoutes(
+  app: FastifyInstance,
+  agents: AgentService,
+  uploads: CodeUploadHandlers,
+  features: FeatureMode,
+) {
   app.get("/agents", async (request) => {
     const { limit, order, after, before, kind } = parse(listAgentsQuery, request.query);
     const page = await agents.list(projectOf(request), { limit, order, after, before, kind });
@@ -26,6 +32,7 @@ export function agentRoutes(app: FastifyInstance, agents: AgentService, features
   });
 
   app.post("/agents", async (request) => {
+    if (isMultipart(request)) return uploads.createAgent(request);
     const body = parse(createAgentBody, request.body);
     checkPreviewFeatures(features, request, body);
     return presentAgent(await agents.create(projectOf(request), body));
@@ -43,6 +50,7 @@ export function agentRoutes(app: FastifyInstance, agents: AgentService, features
       return reply.code(204).send();
     }
     if (verb !== undefined) throw new AppError("not_found", `Unknown operation ':${verb}'.`);
+    if (isMultipart(request)) return uploads.updateAgent(request, name);
     const body = parse(updateAgentBody, request.body);
     checkPreviewFeatures(features, request, body);
     return presentAgent(await agents.update(projectOf(request), name, body));

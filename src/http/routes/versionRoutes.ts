@@ -7,6 +7,7 @@ import {
 } from "../../contract/requests.js";
 import type { AgentService } from "../../domain/agentService.js";
 import { projectOf } from "../auth.js";
+import { isMultipart, type CodeUploadHandlers } from "./codeRoutes.js";
 import { checkPreviewFeatures, type FeatureMode } from "../features.js";
 import { presentDeletedVersion, presentPage, presentVersion } from "../presenters.js";
 import { parse } from "../validate.js";
@@ -15,7 +16,12 @@ type NameParams = { project: string; name: string };
 type VersionParams = NameParams & { version: string };
 
 /** Versions (contract §3.2). */
-export function versionRoutes(app: FastifyInstance, agents: AgentService, features: FeatureMode) {
+export function versionRoutes(
+  app: FastifyInstance,
+  agents: AgentService,
+  uploads: CodeUploadHandlers,
+  features: FeatureMode,
+) {
   app.get<{ Params: NameParams }>("/agents/:name/versions", async (request) => {
     const q = parse(listVersionsQuery, request.query);
     checkPreviewFeatures(features, request, { includeDrafts: q.include_drafts });
@@ -30,6 +36,7 @@ export function versionRoutes(app: FastifyInstance, agents: AgentService, featur
   });
 
   app.post<{ Params: NameParams }>("/agents/:name/versions", async (request) => {
+    if (isMultipart(request)) return uploads.createVersion(request);
     // This route creates the agent when it is missing, so the name must be a valid one.
     const name = parse(agentName, request.params.name, "agent_name");
     const body = parse(createVersionBody, request.body);

@@ -66,4 +66,14 @@ export const migrations: readonly { id: number; sql: string }[] = [
       INSERT INTO projects (name, created_at) VALUES ('default', unixepoch());
     `,
   },
+  {
+    id: 2,
+    sql: `
+      ALTER TABLE agent_versions ADD COLUMN content_hash TEXT;
+      ALTER TABLE agent_versions ADD COLUMN status_reason TEXT;
+      CREATE INDEX agent_versions_by_content ON agent_versions (content_hash) WHERE content_hash IS NOT NULL;
+      CREATE INDEX agent_versions_by_status ON agent_versions (status);
+      CREATE INDEX agents_by_seq ON agents (project, seq);
+    `,
+  },
 ];

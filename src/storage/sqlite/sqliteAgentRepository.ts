@@ -8,18 +8,23 @@ import type {
   NewVersion,
   Page,
   PageRequest,
+  StatusReason,
   Version,
+  VersionStatus,
 } from "../../domain/model.js";
 import type { AgentRepository } from "../../domain/ports.js";
 import { planKeyset, toPage } from "../keyset.js";
 import { json, toAgent, toVersion, versionCursor } from "../rows.js";
+import { StatementCache } from "./statementCache.js";
 import type { AgentRow, VersionRow } from "../rows.js";
 
 /** better-sqlite3 is synchronous: each method is one transaction, so none interleave. */
 export class SqliteAgentRepository implements AgentRepository {
-  private readonly statements = new Map<string, Statement>();
+  private readonly statements: StatementCache;
 
-  constructor(private readonly db: Db) {}
+  constructor(private readonly db: Db) {
+    this.statements = new StatementCache(db);
+  }
 
   async get(project: string, name: string): Promise<Agent | undefined> {
     return this.readAgent(project, name);
@@ -75,8 +80,9 @@ export class SqliteAgentRepository implements AgentRepository {
         const createdAt = version.createdAt;
         this.stmt(
           `INSERT INTO agent_versions (project, agent_name, version, kind, definition, metadata, description,
-             draft, status, blueprint_reference, digital_worker_type, fingerprint, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             draft, status, status_reason, content_hash, blueprint_reference, digital_worker_type, fingerprint,
+             created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           project,
           name,
@@ -87,6 +93,8 @@ export class SqliteAgentRepository implements AgentRepository {
           version.description,
           +version.draft,
           version.status,
+          version.statusReason && JSON.stringify(version.statusReason),
+          version.contentHash,
           json(version.blueprintReference),
           version.digitalWorkerType,
           version.fingerprint,
@@ -168,8 +176,10 @@ export class SqliteAgentRepository implements AgentRepository {
       const plan = planKeyset("version", page.order, after, before);
       const where = ["project = ?", "agent_name = ?", ...plan.conditions];
       if (!page.includeDrafts) where.push("draft = 0");
+      // Published-only pages walk the (…, draft, version) index so drafts cost nothing to skip.
+      const index = page.includeDrafts ? "" : "INDEXED BY agent_versions_published";
       const rows = this.stmt(
-        `SELECT * FROM agent_versions WHERE ${where.join(" AND ")} ORDER BY version ${plan.direction} LIMIT ?`,
+        `SELECT * FROM agent_versions ${index} WHERE ${where.join(" AND ")} ORDER BY version ${plan.direction} LIMIT ?`,
       ).all(project, name, ...plan.params, page.limit + 1) as VersionRow[];
       const { items, hasMore } = toPage(rows, page.limit, plan.reverse);
       return { items: items.map(toVersion), hasMore };
@@ -212,6 +222,42 @@ export class SqliteAgentRepository implements AgentRepository {
         return "deleted";
       })
       .immediate();
+  }
+
+  async setVersionStatus(
+    project: string,
+    name: string,
+    version: number,
+    status: VersionStatus,
+    reason: StatusReason | null,
+  ): Promise<Version | undefined> {
+    this.stmt(
+      `UPDATE agent_versions SET status = ?, status_reason = ? WHERE project = ? AND agent_name = ? AND version = ?`,
+    ).run(status, reason && JSON.stringify(reason), project, name, version);
+    return this.readVersion(project, name, version);
+  }
+
+  async versionsWithStatus(status: VersionStatus): Promise<Version[]> {
+    const rows = this.stmt(`SELECT * FROM agent_versions WHERE status = ? ORDER BY created_at`).all(
+      status,
+    );
+    return (rows as VersionRow[]).map(toVersion);
+  }
+
+  async countContentReferences(contentHash: string): Promise<number> {
+    const row = this.stmt(`SELECT count(*) AS n FROM agent_versions WHERE content_hash = ?`).get(
+      contentHash,
+    ) as {
+      n: number;
+    };
+    return row.n;
+  }
+
+  async allVersions(project: string, name: string): Promise<Version[]> {
+    const rows = this.stmt(
+      `SELECT * FROM agent_versions WHERE project = ? AND agent_name = ? ORDER BY version`,
+    ).all(project, name);
+    return (rows as VersionRow[]).map(toVersion);
   }
 
   private deleteAgent(project: string, name: string): boolean {
@@ -257,12 +303,7 @@ export class SqliteAgentRepository implements AgentRepository {
   }
 
   private stmt(sql: string): Statement {
-    let s = this.statements.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      this.statements.set(sql, s);
-    }
-    return s;
+    return this.statements.get(sql);
   }
 }
 
@@ -276,6 +317,8 @@ const versionFields = [
   "description",
   "draft",
   "status",
+  "status_reason",
+  "content_hash",
   "blueprint_reference",
   "digital_worker_type",
   "created_at",

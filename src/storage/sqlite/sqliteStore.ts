@@ -3,6 +3,7 @@ import type { Database as Db } from "better-sqlite3";
 import type { ApiKey, KeyRepository, ProjectRepository, Store } from "../../domain/ports.js";
 import { SqliteAgentRepository } from "./sqliteAgentRepository.js";
 import { migrations } from "./migrations.js";
+import { StatementCache } from "./statementCache.js";
 
 /**
  * The embedded backend: one SQLite file in WAL mode. Commits are fsynced (synchronous=FULL),
@@ -62,11 +63,14 @@ const toKey = (r: KeyRow): ApiKey => ({
 });
 
 class SqliteKeyRepository implements KeyRepository {
-  constructor(private readonly db: Db) {}
+  private readonly sql: StatementCache;
+  constructor(db: Db) {
+    this.sql = new StatementCache(db);
+  }
 
   async insert(key: ApiKey, secretHash: string): Promise<void> {
-    this.db
-      .prepare(
+    this.sql
+      .get(
         `INSERT INTO api_keys (id, project, name, secret_hash, admin, act_for_users, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -74,8 +78,8 @@ class SqliteKeyRepository implements KeyRepository {
   }
 
   async findByHash(secretHash: string): Promise<ApiKey | undefined> {
-    const row = this.db
-      .prepare(`SELECT * FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL`)
+    const row = this.sql
+      .get(`SELECT * FROM api_keys WHERE secret_hash = ? AND revoked_at IS NULL`)
       .get(secretHash) as KeyRow | undefined;
     return row && toKey(row);
   }
@@ -83,11 +87,11 @@ class SqliteKeyRepository implements KeyRepository {
   async list(project?: string): Promise<ApiKey[]> {
     const rows = (
       project === undefined
-        ? this.db
-            .prepare(`SELECT * FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id`)
+        ? this.sql
+            .get(`SELECT * FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at, id`)
             .all()
-        : this.db
-            .prepare(
+        : this.sql
+            .get(
               `SELECT * FROM api_keys WHERE revoked_at IS NULL AND project = ? ORDER BY created_at, id`,
             )
             .all(project)
@@ -96,15 +100,15 @@ class SqliteKeyRepository implements KeyRepository {
   }
 
   async revoke(id: string, at: number): Promise<boolean> {
-    const r = this.db
-      .prepare(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`)
+    const r = this.sql
+      .get(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`)
       .run(at, id);
     return r.changes > 0;
   }
 
   async countAdmins(): Promise<number> {
-    const row = this.db
-      .prepare(`SELECT count(*) AS n FROM api_keys WHERE admin = 1 AND revoked_at IS NULL`)
+    const row = this.sql
+      .get(`SELECT count(*) AS n FROM api_keys WHERE admin = 1 AND revoked_at IS NULL`)
       .get() as {
       n: number;
     };
@@ -113,21 +117,24 @@ class SqliteKeyRepository implements KeyRepository {
 }
 
 class SqliteProjectRepository implements ProjectRepository {
-  constructor(private readonly db: Db) {}
+  private readonly sql: StatementCache;
+  constructor(db: Db) {
+    this.sql = new StatementCache(db);
+  }
 
   async exists(name: string): Promise<boolean> {
-    return this.db.prepare(`SELECT 1 FROM projects WHERE name = ?`).get(name) !== undefined;
+    return this.sql.get(`SELECT 1 FROM projects WHERE name = ?`).get(name) !== undefined;
   }
 
   async create(name: string, at: number): Promise<void> {
-    this.db
-      .prepare(`INSERT INTO projects (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING`)
+    this.sql
+      .get(`INSERT INTO projects (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING`)
       .run(name, at);
   }
 
   async list(): Promise<string[]> {
     return (
-      this.db.prepare(`SELECT name FROM projects ORDER BY name`).all() as { name: string }[]
+      this.sql.get(`SELECT name FROM projects ORDER BY name`).all() as { name: string }[]
     ).map((r) => r.name);
   }
 }
