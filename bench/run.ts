@@ -1,0 +1,25 @@
+import { cpus, totalmem } from "node:os";
+import { agentsHttpBench } from "./agentsHttp.js";
+import { pagingDeepBench } from "./pagingDeep.js";
+import { renderSection, type Section } from "./report.js";
+
+/*
+ * `npm run bench` runs every benchmark in turn and prints one markdown report for
+ * BENCHMARKS.md. `npm run bench -- paging` runs only the benchmarks whose name contains "paging".
+ */
+
+const benches: { name: string; run: () => Promise<Section> }[] = [
+  { name: "agents-http", run: agentsHttpBench },
+  { name: "paging-deep", run: pagingDeepBench },
+];
+
+const filter = process.argv[2];
+const selected = benches.filter((b) => filter === undefined || b.name.includes(filter));
+if (selected.length === 0) throw new Error(`no benchmark matches '${filter}'`);
+
+const machine = `${cpus().length} vCPU (${cpus()[0]?.model.trim() ?? "unknown"}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+process.stdout.write(`# agenthost benchmarks\n\n${new Date().toISOString()} — ${machine}\n\n`);
+for (const bench of selected) {
+  process.stderr.write(`running ${bench.name}…\n`);
+  process.stdout.write(renderSection(await bench.run()) + "\n");
+}
