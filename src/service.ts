@@ -13,6 +13,7 @@ import { pino, type Logger } from "pino";
 import { CodeRuntime } from "./build/codeRuntime.js";
 import { defaultZipLimits, inspectZip } from "./build/zipArchive.js";
 import { CodeService } from "./domain/codeService.js";
+import { ManifestService } from "./domain/manifestService.js";
 import { LocalBlobStore } from "./storage/blobs/localBlobStore.js";
 
 /** The composition root: picks the implementations and wires them together. */
@@ -64,6 +65,7 @@ export function createServices(
     agents,
     code,
     codeRuntime,
+    manifests: new ManifestService(store.manifests, clock),
     keys: new KeyService(store.keys, store.projects, clock),
     projects: store.projects,
     clock,

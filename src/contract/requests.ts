@@ -115,3 +115,32 @@ export type CreateAgentBody = z.infer<typeof createAgentBody>;
 export type CreateVersionBody = z.infer<typeof createVersionBody>;
 export type UpdateAgentBody = z.infer<typeof updateAgentBody>;
 export type PatchAgentBody = z.infer<typeof patchAgentBody>;
+
+/* Manifests (contract §3.3) and their registration (agenthost's own routes). */
+
+const parameterValues = z.record(z.string(), z.unknown());
+
+export const importAgentBody = z.object({
+  name: agentName,
+  manifest_id: z.string().min(1),
+  parameter_values: parameterValues,
+  metadata: metadata.optional(),
+  description: description.optional(),
+});
+
+export const importVersionBody = z.object({
+  manifest_id: z.string().min(1),
+  parameter_values: parameterValues,
+  metadata: metadata.optional(),
+  description: description.optional(),
+});
+
+export const registerManifestBody = z.object({
+  name: agentName,
+  description: z.string().max(2048).optional(),
+  parameters: z.record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an identifier"),
+    z.looseObject({}),
+  ),
+  definition: z.looseObject({ kind: z.enum(agentKinds) }),
+});

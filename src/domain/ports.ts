@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import type { Manifest } from "./manifests.js";
 import type {
   Agent,
   AgentState,
@@ -142,6 +143,18 @@ export interface KeyRepository {
   countAdmins(): Promise<number>;
 }
 
+/** Registered manifests (the built-in ones are not stored). */
+export interface ManifestRepository {
+  /** Adds the next version of the named manifest (1, 2, …) and returns it. */
+  add(manifest: Omit<Manifest, "version" | "builtin">): Promise<Manifest>;
+  /** The given version, or the newest when none is named. */
+  get(project: string, name: string, version?: number): Promise<Manifest | undefined>;
+  /** Every version, by name then version. */
+  list(project: string): Promise<Manifest[]>;
+  /** Deletes one version, or all versions of the name; false when nothing matched. */
+  delete(project: string, name: string, version?: number): Promise<boolean>;
+}
+
 export interface ProjectRepository {
   exists(name: string): Promise<boolean>;
   /** Idempotent. */
@@ -154,6 +167,7 @@ export interface Store {
   readonly agents: AgentRepository;
   readonly keys: KeyRepository;
   readonly projects: ProjectRepository;
+  readonly manifests: ManifestRepository;
   /** Creates or upgrades the schema; safe to call on every start. */
   migrate(): Promise<void>;
   close(): Promise<void>;

@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { AgentService } from "../domain/agentService.js";
 import type { CodeService } from "../domain/codeService.js";
+import type { ManifestService } from "../domain/manifestService.js";
 import type { KeyService } from "../domain/keyService.js";
 import type { Clock, ProjectRepository } from "../domain/ports.js";
 import { adminAuth, projectAuth } from "./auth.js";
@@ -11,12 +12,14 @@ import { installJsonParsers } from "./jsonBody.js";
 import type { FeatureMode } from "./features.js";
 import { adminRoutes } from "./routes/adminRoutes.js";
 import { agentRoutes } from "./routes/agentRoutes.js";
+import { manifestRoutes } from "./routes/manifestRoutes.js";
 import { codeDownloadRoute, codeUploadHandlers } from "./routes/codeRoutes.js";
 import { versionRoutes } from "./routes/versionRoutes.js";
 
 export interface HttpServices {
   agents: AgentService;
   code: CodeService;
+  manifests: ManifestService;
   keys: KeyService;
   projects: ProjectRepository;
   clock: Clock;
@@ -69,6 +72,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       agentRoutes(project, services.agents, uploads, options.foundryFeatures);
       versionRoutes(project, services.agents, uploads, options.foundryFeatures);
       codeDownloadRoute(project, services.code);
+      manifestRoutes(project, services.manifests, services.agents);
     },
     { prefix: "/api/projects/:project" },
   );

@@ -339,7 +339,7 @@ function mutate(base: Json, mutations: Mutation[]): Json {
 }
 
 interface Body {
-  payload?: string;
+  payload?: string | Buffer;
   contentType?: string;
 }
 
@@ -388,6 +388,19 @@ const createBases = fc
   }));
 const versionBases = definitionArb.map(versionBody);
 const patchBases = fc.constant(null).map(patchBody);
+/** Imports of the built-in prompt manifest, mutated like the other bodies. */
+const importBases = fc
+  .tuple(freshNameArb, fc.constantFrom("prompt-agent", "prompt-agent@1", "python-hosted-agent"))
+  .map(([name, manifest_id]) => ({
+    name,
+    manifest_id,
+    parameter_values: { model: "gpt-4o", temperature: 0.5 },
+  }));
+const manifestBases = freshNameArb.map((name) => ({
+  name,
+  parameters: { model: { type: "string", default: "m" } },
+  definition: { kind: "prompt", model: "{{model}}" },
+}));
 const previewBases = fc.nat().map((i) => {
   const bodies = previewVersionBodies();
   return bodies[i % bodies.length]!;
@@ -411,11 +424,23 @@ async function fire(app: TestApp, sent: Sent): Promise<Response> {
     method: sent.method,
     url: sent.url,
     headers,
-    ...(sent.body.payload === undefined ? {} : { payload: expandDeep(sent.body.payload) }),
+    ...(sent.body.payload === undefined
+      ? {}
+      : {
+          payload: Buffer.isBuffer(sent.body.payload)
+            ? sent.body.payload
+            : expandDeep(sent.body.payload),
+        }),
   });
 }
 
-const successObjects = ["agent", "agent.version", "agent.deleted", "agent.version.deleted"];
+const successObjects = [
+  "agent",
+  "agent.version",
+  "agent.deleted",
+  "agent.version.deleted",
+  "manifest",
+];
 
 interface Envelope {
   error?: {
@@ -602,6 +627,47 @@ describe("fuzzing the write routes", () => {
       { keepPool: true },
     );
     assertExercised(outcomes, "invalid_parameter", "not_found");
+  });
+
+  it("POST /agents:import, /agents/{name}/import, /agents/{name}/versions:import", async () => {
+    const routes = ["/agents:import", "/agents/{name}/import", "/agents/{name}/versions:import"];
+    const outcomes = await fuzz(
+      lenient,
+      fc.tuple(fc.constantFrom(...routes), nameArb, queryArb, bodyArb(importBases)),
+      ([route, name, query, body]) => ({
+        method: "POST",
+        url: api(route.replace("{name}", enc(name)), query),
+        body,
+      }),
+    );
+    assertExercised(outcomes, "invalid_parameter");
+  });
+
+  it("POST /manifests", async () => {
+    const outcomes = await fuzz(
+      lenient,
+      fc.tuple(queryArb, bodyArb(manifestBases)),
+      ([query, body]) => ({ method: "POST", url: api("/manifests", query), body }),
+    );
+    assertExercised(outcomes, "invalid_parameter");
+  });
+
+  it("multipart code uploads with random bytes", async () => {
+    const outcomes = await fuzz(
+      lenient,
+      fc.tuple(
+        nameArb,
+        fc.uint8Array({ maxLength: 2048 }),
+        fc.constantFrom("", "; boundary=x", "; boundary=----b"),
+      ),
+      ([name, bytes, params]) => ({
+        method: "POST",
+        url: api(`/agents/${enc(name)}/versions`),
+        headers: { "x-ms-code-zip-sha256": "0".repeat(64) },
+        body: { payload: Buffer.from(bytes), contentType: `multipart/form-data${params}` },
+      }),
+    );
+    assert.ok(outcomes.size > 0);
   });
 
   it("left every stored agent and version listable and well-formed", async () => {

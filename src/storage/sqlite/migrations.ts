@@ -76,4 +76,19 @@ export const migrations: readonly { id: number; sql: string }[] = [
       CREATE INDEX agents_by_seq ON agents (project, seq);
     `,
   },
+  {
+    id: 3,
+    sql: `
+      CREATE TABLE manifests (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        description TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (project, name, version)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

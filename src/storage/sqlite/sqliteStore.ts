@@ -1,6 +1,13 @@
 import Database from "better-sqlite3";
 import type { Database as Db } from "better-sqlite3";
-import type { ApiKey, KeyRepository, ProjectRepository, Store } from "../../domain/ports.js";
+import type {
+  ApiKey,
+  KeyRepository,
+  ManifestRepository,
+  ProjectRepository,
+  Store,
+} from "../../domain/ports.js";
+import { SqliteManifestRepository } from "./sqliteManifestRepository.js";
 import { SqliteAgentRepository } from "./sqliteAgentRepository.js";
 import { migrations } from "./migrations.js";
 import { StatementCache } from "./statementCache.js";
@@ -14,6 +21,7 @@ export class SqliteStore implements Store {
   readonly agents: SqliteAgentRepository;
   readonly keys: KeyRepository;
   readonly projects: ProjectRepository;
+  readonly manifests: ManifestRepository;
   private readonly db: Db;
 
   constructor(file: string) {
@@ -25,6 +33,7 @@ export class SqliteStore implements Store {
     this.agents = new SqliteAgentRepository(this.db);
     this.keys = new SqliteKeyRepository(this.db);
     this.projects = new SqliteProjectRepository(this.db);
+    this.manifests = new SqliteManifestRepository(this.db);
   }
 
   async migrate(): Promise<void> {
