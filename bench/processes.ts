@@ -54,6 +54,7 @@ export interface ChildServer {
   origin: string;
   /** The CA that signed the server's certificate. */
   caPem: Buffer;
+  pid: number;
   /** CPU seconds the server process has used so far (NaN where /proc is missing). */
   cpuSeconds(): number;
   /** SIGTERM, then SIGKILL if it has not exited within 10 s. */
@@ -114,6 +115,7 @@ export async function startChild(
   return {
     origin,
     caPem: readFileSync(caFile),
+    pid: child.pid!,
     cpuSeconds: () => cpuSeconds(child.pid),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -1,5 +1,6 @@
 import { cpus, totalmem } from "node:os";
 import { agentsHttpBench } from "./agentsHttp.js";
+import { codeUploadBench } from "./codeUpload.js";
 import { pagingDeepBench } from "./pagingDeep.js";
 import { renderSection, type Section } from "./report.js";
 
@@ -11,6 +12,7 @@ import { renderSection, type Section } from "./report.js";
 const benches: { name: string; run: () => Promise<Section> }[] = [
   { name: "agents-http", run: agentsHttpBench },
   { name: "paging-deep", run: pagingDeepBench },
+  { name: "code-upload", run: codeUploadBench },
 ];
 
 const filter = process.argv[2];

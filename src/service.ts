@@ -117,7 +117,7 @@ export async function startService(config: Config): Promise<RunningService> {
     newAdminKey,
     async close() {
       await app.close();
-      await services.codeRuntime.idle();
+      await services.codeRuntime.close();
       await store.close();
     },
   };

@@ -30,6 +30,8 @@ export interface CodeRuntimeOptions {
  */
 export class CodeRuntime implements HostedCode {
   private queue: Promise<void> = Promise.resolve();
+  /** Aborted on close: a running dependency install is killed, never left behind. */
+  private readonly shutdown = new AbortController();
   /** Zips an upload is turning into a version right now: never released meanwhile. */
   private readonly pinned = new Map<string, number>();
   private interpreters: Interpreter[] | undefined;
@@ -47,6 +49,7 @@ export class CodeRuntime implements HostedCode {
   }
 
   provision(version: Version): void {
+    if (this.shutdown.signal.aborted) return;
     this.queue = this.queue
       .then(() => this.build(version))
       .catch((err: unknown) => {
@@ -67,6 +70,15 @@ export class CodeRuntime implements HostedCode {
   /** Resolves when every build scheduled so far has finished. */
   idle(): Promise<void> {
     return this.queue;
+  }
+
+  /**
+   * Stops building: a running install is killed and its version stays `creating`, so the
+   * next start builds it again. Resolves when no build is running.
+   */
+  async close(): Promise<void> {
+    this.shutdown.abort();
+    await this.queue;
   }
 
   async discard(versions: Version[]): Promise<void> {
@@ -153,7 +165,10 @@ export class CodeRuntime implements HostedCode {
               npm_config_cache: path.join(dir, ".npm-cache"),
             },
             timeoutMs: this.options.buildTimeoutMs,
+            signal: this.shutdown.signal,
           });
+          // Interrupted by shutdown: leave the version `creating` for the next start.
+          if (this.shutdown.signal.aborted) return void log.end();
           await rm(path.join(dir, ".npm-cache"), { recursive: true, force: true });
           if (result.timedOut) {
             return await finish(

@@ -60,7 +60,14 @@ export function installStep(appDir: string, interpreter: Interpreter): InstallSt
 /** Runs a build command, its output into the build log; resolves with the exit code. */
 export function runLogged(
   step: InstallStep,
-  options: { cwd: string; log: WriteStream; env: NodeJS.ProcessEnv; timeoutMs: number },
+  options: {
+    cwd: string;
+    log: WriteStream;
+    env: NodeJS.ProcessEnv;
+    timeoutMs: number;
+    /** Aborting kills the command (the service is shutting down). */
+    signal: AbortSignal;
+  },
 ): Promise<{ code: number | null; timedOut: boolean }> {
   return new Promise((resolve) => {
     options.log.write(`$ ${[step.command, ...step.args].join(" ")}\n`);
@@ -68,6 +75,8 @@ export function runLogged(
       cwd: options.cwd,
       env: options.env,
       stdio: ["ignore", "pipe", "pipe"],
+      signal: options.signal,
+      killSignal: "SIGKILL",
     });
     child.stdout.pipe(options.log, { end: false });
     child.stderr.pipe(options.log, { end: false });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { request } from "node:https";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -560,4 +560,63 @@ describe("restart", () => {
       removeDir(own.dataDir);
     }
   });
+
+  it("SIGTERM during a build exits cleanly, leaves no process behind, and the build resumes", async () => {
+    const own = await startServer();
+    try {
+      const c = sdk(own, own.adminKey);
+      const zip = makeZip([
+        { name: "index.js", data: "console.log(2)\n" },
+        {
+          name: "package.json",
+          data: JSON.stringify({
+            name: "c",
+            version: "1.0.0",
+            dependencies: { "is-number": "7.0.0" },
+          }),
+        },
+      ]);
+      await c.agents.createVersionFromCode("graceful", sha256(zip), {
+        metadata: {
+          definition: definition({
+            runtime: "node_20",
+            entry_point: ["node", "index.js"],
+            dependency_resolution: "remote_build",
+          }),
+        },
+        code: zip,
+      });
+      assert.equal(await own.stop(), 0, "graceful exit");
+      assert.deepEqual(processesIn(own.dataDir), [], "no build process outlives the server");
+      const again = await startServer({ dataDir: own.dataDir });
+      try {
+        const c2 = sdk(again, again.adminKey);
+        const deadline = Date.now() + 120_000;
+        let status = "creating";
+        while (status === "creating" && Date.now() < deadline) {
+          status = (await c2.agents.getVersion("graceful", "1")).status ?? "creating";
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.equal(status, "active");
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      removeDir(own.dataDir);
+    }
+  });
 });
+
+/** Pids of processes whose working directory is inside `dir`. */
+function processesIn(dir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readlinkSync(`/proc/${entry}/cwd`).startsWith(dir)) pids.push(Number(entry));
+    } catch {
+      // the process ended, or is not ours to read
+    }
+  }
+  return pids;
+}

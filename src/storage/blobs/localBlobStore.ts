@@ -38,7 +38,11 @@ export class LocalBlobStore implements BlobStore {
       },
     });
     try {
-      await pipeline(source, meter, createWriteStream(tmp, { mode: 0o600 }));
+      await pipeline(
+        source,
+        meter,
+        createWriteStream(tmp, { mode: 0o600, highWaterMark: 1024 * 1024 }),
+      );
       const sha256 = hash.digest("hex");
       const final = this.pathOf(sha256);
       await mkdir(path.dirname(final), { recursive: true });
@@ -56,7 +60,7 @@ export class LocalBlobStore implements BlobStore {
   }
 
   open(sha256: string): ReadStream {
-    return createReadStream(this.pathOf(sha256));
+    return createReadStream(this.pathOf(sha256), { highWaterMark: 1024 * 1024 });
   }
 
   pathOf(sha256: string): string {
