@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { AIProjectClient, AgentDefinitionUnion } from "@azure/ai-projects";
 import { RestError } from "@azure/core-rest-pipeline";
-import { removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
+import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
 
 /*
  * The agent and version half of the contract, driven through the unmodified official client
@@ -491,20 +491,9 @@ describe("auth and projects", () => {
   });
 });
 
-async function fetchJson(
+function fetchJson(
   url: string,
   init: { method: string; headers: Record<string, string>; body?: string },
 ) {
-  const { request } = await import("node:https");
-  return new Promise<{ status: number; body: unknown }>((resolve, reject) => {
-    const req = request(url, { ...init, ca: server.caPem }, (res) => {
-      let text = "";
-      res.on("data", (d: Buffer) => (text += d.toString()));
-      res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }),
-      );
-    });
-    req.on("error", reject);
-    req.end(init.body);
-  });
+  return httpsJson(server, init.method, url, init);
 }

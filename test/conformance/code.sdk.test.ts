@@ -1,11 +1,10 @@
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { request } from "node:https";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { AIProjectClient, HostedAgentDefinition } from "@azure/ai-projects";
 import { RestError } from "@azure/core-rest-pipeline";
-import { removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
+import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
 import { makeZip, sha256, type ZipEntry } from "../helpers/zip.js";
 
 /*
@@ -55,10 +54,11 @@ function filesUnder(dir: string): string[] {
 
 const blobsOnDisk = () => filesUnder(path.join(server.dataDir, "blobs"));
 
-async function waitForStatus(name: string, version: string, timeoutMs = 120_000) {
+async function waitForStatus(name: string, version: string, on: AIProjectClient = client) {
+  const timeoutMs = 120_000;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = await client.agents.getVersion(name, version);
+    const v = await on.agents.getVersion(name, version);
     if (v.status !== "creating") return v;
     if (Date.now() > deadline) assert.fail(`version ${name}:${version} still creating`);
     await new Promise((r) => setTimeout(r, 100));
@@ -86,24 +86,9 @@ async function download(name: string, version?: string): Promise<Buffer> {
 
 /** A raw HTTPS request, for what the JS client never sends (Python-only routes, broken bodies). */
 function raw(method: string, route: string, headers: Record<string, string>, body: Buffer) {
-  return new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-    const req = request(
-      `${server.endpoint}${route}`,
-      {
-        method,
-        ca: server.caPem,
-        headers: { authorization: `Bearer ${server.adminKey}`, ...headers },
-      },
-      (res) => {
-        let text = "";
-        res.on("data", (d: Buffer) => (text += d.toString()));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }),
-        );
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
+  return httpsJson(server, method, `${server.endpoint}${route}`, {
+    headers: { authorization: `Bearer ${server.adminKey}`, ...headers },
+    body,
   });
 }
 
@@ -546,13 +531,7 @@ describe("restart", () => {
       const again = await startServer({ dataDir: own.dataDir });
       try {
         const c2 = sdk(again, again.adminKey);
-        const deadline = Date.now() + 120_000;
-        let status = "creating";
-        while (status === "creating" && Date.now() < deadline) {
-          status = (await c2.agents.getVersion("resume", "1")).status ?? "creating";
-          await new Promise((r) => setTimeout(r, 100));
-        }
-        assert.equal(status, "active");
+        assert.equal((await waitForStatus("resume", "1", c2)).status, "active");
       } finally {
         await again.stop();
       }
@@ -591,13 +570,7 @@ describe("restart", () => {
       const again = await startServer({ dataDir: own.dataDir });
       try {
         const c2 = sdk(again, again.adminKey);
-        const deadline = Date.now() + 120_000;
-        let status = "creating";
-        while (status === "creating" && Date.now() < deadline) {
-          status = (await c2.agents.getVersion("graceful", "1")).status ?? "creating";
-          await new Promise((r) => setTimeout(r, 100));
-        }
-        assert.equal(status, "active");
+        assert.equal((await waitForStatus("graceful", "1", c2)).status, "active");
       } finally {
         await again.stop();
       }

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { request } from "node:https";
 import { after, before, it } from "node:test";
 import type {
   AIProjectClient,
@@ -7,7 +6,7 @@ import type {
   PromptAgentDefinition,
 } from "@azure/ai-projects";
 import type { RestError } from "@azure/core-rest-pipeline";
-import { removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
+import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
 import { makeZip, sha256 } from "../helpers/zip.js";
 
 /* Manifests: the official client's import operations, with valid and invalid parameter values. */
@@ -26,28 +25,18 @@ after(async () => {
 });
 
 function call(method: string, route: string, body?: unknown) {
-  return new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-    const req = request(
-      `${server.endpoint}${route}${route.includes("?") ? "&" : "?"}api-version=v1`,
-      {
-        method,
-        ca: server.caPem,
-        headers: {
-          authorization: `Bearer ${server.adminKey}`,
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
-        },
+  return httpsJson(
+    server,
+    method,
+    `${server.endpoint}${route}${route.includes("?") ? "&" : "?"}api-version=v1`,
+    {
+      headers: {
+        authorization: `Bearer ${server.adminKey}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
       },
-      (res) => {
-        let text = "";
-        res.on("data", (d: Buffer) => (text += d.toString()));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }),
-        );
-      },
-    );
-    req.on("error", reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
+      body: body === undefined ? undefined : JSON.stringify(body),
+    },
+  );
 }
 
 async function refused(p: Promise<unknown>, status: number, code: string, param: string) {

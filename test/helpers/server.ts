@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { request as httpsRequest } from "node:https";
 import { AIProjectClient } from "@azure/ai-projects";
 
 export const repoRoot = path.resolve(import.meta.dirname, "../..");
@@ -112,3 +113,23 @@ export function sdk(
 }
 
 export type { ChildProcess };
+
+/** One raw HTTPS request to a test server, for what the official client never sends. */
+export function httpsJson(
+  server: Pick<TestServer, "caPem">,
+  method: string,
+  url: string,
+  options: { headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method, ca: server.caPem, headers: options.headers }, (res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => (text += d.toString()));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }),
+      );
+    });
+    req.on("error", reject);
+    req.end(options.body);
+  });
+}
