@@ -1,5 +1,5 @@
 import { createWriteStream } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Version } from "../domain/model.js";
@@ -83,7 +83,11 @@ export class CodeRuntime implements HostedCode {
 
   async discard(versions: Version[]): Promise<void> {
     await this.queue; // never delete under a running build
-    for (const v of versions) await rm(this.dirOf(v), { recursive: true, force: true });
+    for (const v of versions) {
+      await rm(this.dirOf(v), { recursive: true, force: true });
+      // The agent's directory goes with its last build.
+      await rmdir(path.dirname(this.dirOf(v))).catch(() => {});
+    }
     for (const hash of new Set(versions.map((v) => v.contentHash).filter((h) => h !== null))) {
       await this.releaseIfUnused(hash);
     }
