@@ -23,7 +23,8 @@ export type Upload = { blob: StoredBlob; declaredSha256: string | undefined };
 /**
  * Code-based hosted versions: uploaded zips are streamed into the content-addressed store,
  * verified against the declared SHA-256, checked, and become a version (or the same version
- * again when nothing changed). Whatever fails, a zip no version uses is not kept.
+ * again when nothing changed). Whoever received a zip calls `release` when done with it, success
+ * or not: a zip no version uses is not kept.
  */
 export class CodeService {
   constructor(private readonly deps: CodeServiceDeps) {}
@@ -118,7 +119,6 @@ export class CodeService {
       });
     } finally {
       unpin();
-      await this.release(upload.blob);
     }
   }
 }

@@ -1,8 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { AIProjectClient, AgentDefinitionUnion } from "@azure/ai-projects";
-import { RestError } from "@azure/core-rest-pipeline";
-import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
+import {
+  expectRestError as rejects,
+  httpsJson,
+  removeDir,
+  sdk,
+  startServer,
+  type TestServer,
+} from "../helpers/server.js";
 
 /*
  * The agent and version half of the contract, driven through the unmodified official client
@@ -23,21 +29,6 @@ const hosted = (extra: Record<string, unknown> = {}) =>
 
 let unique = 0;
 const newName = (prefix = "agent") => `${prefix}-${process.pid}-${++unique}`;
-
-async function rejects(call: Promise<unknown>, status: number, code: string, param?: string) {
-  const err = await call.then(
-    () => assert.fail(`expected ${status} ${code}`),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof RestError, `expected a RestError, got ${String(err)}`);
-  assert.equal(err.statusCode, status);
-  assert.equal(err.code, code);
-  if (param !== undefined) {
-    // The client parses the error envelope into `details`.
-    const details = err.details as { error: { param?: string; message: string } };
-    assert.equal(details.error.param, param, details.error.message);
-  }
-}
 
 async function collect<T>(iterator: AsyncIterable<T>): Promise<T[]> {
   const items: T[] = [];

@@ -3,8 +3,15 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { AIProjectClient, HostedAgentDefinition } from "@azure/ai-projects";
-import { RestError } from "@azure/core-rest-pipeline";
-import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
+import type { RestError } from "@azure/core-rest-pipeline";
+import {
+  expectRestError as refused,
+  httpsJson,
+  removeDir,
+  sdk,
+  startServer,
+  type TestServer,
+} from "../helpers/server.js";
 import { makeZip, sha256, type ZipEntry } from "../helpers/zip.js";
 
 /*
@@ -63,18 +70,6 @@ async function waitForStatus(name: string, version: string, on: AIProjectClient 
     if (Date.now() > deadline) assert.fail(`version ${name}:${version} still creating`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-async function refused(call: Promise<unknown>, status: number, code: string, param?: string) {
-  const err = await call.then(
-    () => assert.fail("expected a refusal"),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof RestError, String(err));
-  assert.equal(err.statusCode, status, err.message);
-  assert.equal(err.code, code, err.message);
-  if (param)
-    assert.equal((err.details as { error: { param: string } }).error.param, param, err.message);
 }
 
 async function download(name: string, version?: string): Promise<Buffer> {
@@ -387,27 +382,7 @@ describe("refusals leave nothing behind", () => {
 describe("provisioning", () => {
   it("remote_build installs an npm dependency into the build dir", async () => {
     const name = newName();
-    const zip = makeZip([
-      { name: "index.js", data: "require('is-number'); console.log('ok');\n" },
-      {
-        name: "package.json",
-        data: JSON.stringify({
-          name: "a",
-          version: "1.0.0",
-          dependencies: { "is-number": "7.0.0" },
-        }),
-      },
-    ]);
-    await client.agents.createVersionFromCode(name, sha256(zip), {
-      metadata: {
-        definition: definition({
-          runtime: "node_20",
-          entry_point: ["node", "index.js"],
-          dependency_resolution: "remote_build",
-        }),
-      },
-      code: zip,
-    });
+    await uploadNpmAgent(client, name);
     const v = await waitForStatus(name, "1");
     const log = readFileSync(
       path.join(server.dataDir, "builds/default", name, "1/build.log"),
@@ -505,32 +480,33 @@ describe("provisioning", () => {
   });
 });
 
+/** Uploads a Node agent whose build installs `is-number` from npm (remote_build). */
+async function uploadNpmAgent(on: AIProjectClient, name: string) {
+  const zip = makeZip([
+    { name: "index.js", data: "require('is-number'); console.log('ok');\n" },
+    {
+      name: "package.json",
+      data: JSON.stringify({ name, version: "1.0.0", dependencies: { "is-number": "7.0.0" } }),
+    },
+  ]);
+  await on.agents.createVersionFromCode(name, sha256(zip), {
+    metadata: {
+      definition: definition({
+        runtime: "node_20",
+        entry_point: ["node", "index.js"],
+        dependency_resolution: "remote_build",
+      }),
+    },
+    code: zip,
+  });
+}
+
 describe("restart", () => {
   it("a build interrupted by kill -9 is resumed on start", async () => {
     const own = await startServer();
     try {
       const c = sdk(own, own.adminKey);
-      const zip = makeZip([
-        { name: "index.js", data: "console.log(1)\n" },
-        {
-          name: "package.json",
-          data: JSON.stringify({
-            name: "b",
-            version: "1.0.0",
-            dependencies: { "is-number": "7.0.0" },
-          }),
-        },
-      ]);
-      await c.agents.createVersionFromCode("resume", sha256(zip), {
-        metadata: {
-          definition: definition({
-            runtime: "node_20",
-            entry_point: ["node", "index.js"],
-            dependency_resolution: "remote_build",
-          }),
-        },
-        code: zip,
-      });
+      await uploadNpmAgent(c, "resume");
       await own.kill();
       const again = await startServer({ dataDir: own.dataDir });
       try {
@@ -548,27 +524,7 @@ describe("restart", () => {
     const own = await startServer();
     try {
       const c = sdk(own, own.adminKey);
-      const zip = makeZip([
-        { name: "index.js", data: "console.log(2)\n" },
-        {
-          name: "package.json",
-          data: JSON.stringify({
-            name: "c",
-            version: "1.0.0",
-            dependencies: { "is-number": "7.0.0" },
-          }),
-        },
-      ]);
-      await c.agents.createVersionFromCode("graceful", sha256(zip), {
-        metadata: {
-          definition: definition({
-            runtime: "node_20",
-            entry_point: ["node", "index.js"],
-            dependency_resolution: "remote_build",
-          }),
-        },
-        code: zip,
-      });
+      await uploadNpmAgent(c, "graceful");
       assert.equal(await own.stop(), 0, "graceful exit");
       assert.deepEqual(processesIn(own.dataDir), [], "no build process outlives the server");
       const again = await startServer({ dataDir: own.dataDir });

@@ -5,8 +5,14 @@ import type {
   HostedAgentDefinition,
   PromptAgentDefinition,
 } from "@azure/ai-projects";
-import type { RestError } from "@azure/core-rest-pipeline";
-import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
+import {
+  expectRestError as refused,
+  httpsJson,
+  removeDir,
+  sdk,
+  startServer,
+  type TestServer,
+} from "../helpers/server.js";
 import { makeZip, sha256 } from "../helpers/zip.js";
 
 /* Manifests: the official client's import operations, with valid and invalid parameter values. */
@@ -37,16 +43,6 @@ function call(method: string, route: string, body?: unknown) {
       body: body === undefined ? undefined : JSON.stringify(body),
     },
   );
-}
-
-async function refused(p: Promise<unknown>, status: number, code: string, param: string) {
-  const err = await p.then(
-    () => assert.fail("accepted"),
-    (e: RestError) => e,
-  );
-  assert.equal(err.statusCode, status, err.message);
-  assert.equal(err.code, code);
-  assert.equal((err.details as { error: { param: string } }).error.param, param);
 }
 
 it("imports the built-in prompt manifest with defaults and given values", async () => {

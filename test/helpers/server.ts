@@ -2,8 +2,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import assert from "node:assert/strict";
 import { request as httpsRequest } from "node:https";
 import { AIProjectClient } from "@azure/ai-projects";
+import { RestError } from "@azure/core-rest-pipeline";
 
 export const repoRoot = path.resolve(import.meta.dirname, "../..");
 
@@ -132,4 +134,27 @@ export function httpsJson(
     req.on("error", reject);
     req.end(options.body);
   });
+}
+
+/**
+ * Asserts that an official-client call fails as a RestError with this status and code, and,
+ * given `param`, that the error envelope (parsed by the client into `details`) names it.
+ */
+export async function expectRestError(
+  call: Promise<unknown>,
+  status: number,
+  code: string,
+  param?: string,
+) {
+  const err = await call.then(
+    () => assert.fail(`expected ${status} ${code}`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof RestError, `expected a RestError, got ${String(err)}`);
+  assert.equal(err.statusCode, status, err.message);
+  assert.equal(err.code, code, err.message);
+  if (param !== undefined) {
+    assert.equal((err.details as { error: { param?: string } }).error.param, param, err.message);
+  }
+  return err;
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { NewVersion } from "../../src/domain/model.js";
 import type { Store } from "../../src/domain/ports.js";
+import { newVersion } from "../helpers/versions.js";
 
 /** The Store port's promises, run against every backend. */
 export function storeSuite(
@@ -18,20 +18,7 @@ export function storeSuite(
     });
     after(() => dispose());
 
-    const version = (model: string, extra: Partial<NewVersion> = {}): NewVersion => ({
-      definition: { kind: "prompt", model },
-      metadata: {},
-      description: "",
-      draft: false,
-      status: "active",
-      statusReason: null,
-      contentHash: null,
-      blueprintReference: null,
-      digitalWorkerType: null,
-      fingerprint: model,
-      createdAt: 1_760_000_000,
-      ...extra,
-    });
+    const version = newVersion;
     const newAgent = { state: "enabled" as const, agentEndpoint: null, agentCard: null };
 
     it("appendVersion creates the agent, numbers versions, and reuses an unchanged one", async () => {
