@@ -1,4 +1,7 @@
-import { mkdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Config } from "./config/config.js";
@@ -15,6 +18,12 @@ import { defaultZipLimits, inspectZip } from "./build/zipArchive.js";
 import { CodeService } from "./domain/codeService.js";
 import { ManifestService } from "./domain/manifestService.js";
 import { LocalBlobStore } from "./storage/blobs/localBlobStore.js";
+import { BwrapDriver, probeBwrap } from "./sandbox/bwrapDriver.js";
+import { detectCgroups } from "./sandbox/cgroups.js";
+import { ProcessDriver } from "./sandbox/processDriver.js";
+import { HostLayout } from "./sandbox/sandboxProcess.js";
+import { SessionRuntime } from "./sessions/sessionRuntime.js";
+import { SessionService } from "./sessions/sessionService.js";
 
 /** The composition root: picks the implementations and wires them together. */
 
@@ -22,10 +31,76 @@ export const databaseFile = (config: Config) => path.join(config.dataDir, "agent
 
 /** Opens (and migrates) the store in the data directory. */
 export async function openStore(config: Config): Promise<Store> {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // Traversable (not listable) by the sandbox uid, which must reach its own home below.
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
+  chmodSync(config.dataDir, 0o711);
   const store = new SqliteStore(databaseFile(config));
   await store.migrate();
+  for (const suffix of ["", "-wal", "-shm"]) {
+    if (existsSync(databaseFile(config) + suffix)) chmodSync(databaseFile(config) + suffix, 0o600);
+  }
   return store;
+}
+
+/**
+ * The sandbox runtime of this host, or why there is none: cgroups to place sandboxes in,
+ * and bubblewrap able to run as the sandbox uid (or the unisolated driver, chosen).
+ */
+async function openSandboxes(
+  store: Store,
+  config: Config,
+  log: Logger,
+  codeRuntime: CodeRuntime,
+  projectEndpoint: (project: string) => string,
+): Promise<SessionRuntime | { unavailable: string }> {
+  if (process.getuid?.() !== 0)
+    return {
+      unavailable: "the service must run as root to give each sandbox its own cgroup and uid",
+    };
+  const group = `agenthost-${createHash("sha256").update(config.dataDir).digest("hex").slice(0, 12)}`;
+  const cgroups = detectCgroups(group);
+  if ("unavailable" in cgroups) return cgroups;
+  if (config.sandboxDriver === "bwrap") {
+    const why = probeBwrap(config.sandboxUid, config.dataDir);
+    if (why) return { unavailable: why };
+  }
+  if (config.sandboxNetwork === "egress" && spawnSync("slirp4netns", ["--version"]).status !== 0)
+    return { unavailable: "sandboxNetwork=egress needs slirp4netns (apt-get install slirp4netns)" };
+  const host = await HostLayout.prepare(path.join(config.dataDir, "sandbox"), config.sandboxUid);
+  const driver =
+    config.sandboxDriver === "bwrap"
+      ? new BwrapDriver(host, cgroups)
+      : new ProcessDriver(host, cgroups);
+  if (!driver.isolated)
+    log.warn(
+      "SANDBOXES ARE NOT ISOLATED: sandboxDriver=process runs agents as plain processes that see this host's files and network. Use it for development only.",
+    );
+  const runtime = new SessionRuntime(
+    store.sessions,
+    driver,
+    (v) => codeRuntime.runPlan(v),
+    systemClock,
+    {
+      sessionsDir: path.join(config.dataDir, "sessions"),
+      poolDir: path.join(config.dataDir, "sandbox", "pool"),
+      uid: config.sandboxUid,
+      warmPoolSize: config.warmPoolSize,
+      network: config.sandboxNetwork,
+      pidsLimit: config.sessionPidsLimit,
+      startTimeoutMs: config.sessionStartTimeoutSeconds * 1000,
+      stopGraceMs: config.sessionStopGraceSeconds * 1000,
+      maxIdleSeconds: config.sessionMaxIdleSeconds,
+      ttlSeconds: config.sessionTtlSeconds,
+      logMaxBytes: config.sessionLogMaxBytes,
+      projectEndpoint,
+      log,
+    },
+  );
+  await mkdir(path.join(config.dataDir, "sessions"), { recursive: true, mode: 0o711 });
+  await runtime.open(
+    codeRuntime.knownInterpreters().map((i) => ({ language: i.language, interpreter: i.path })),
+  );
+  return runtime;
 }
 
 /**
@@ -37,18 +112,14 @@ export function createServices(
   config: Config,
   log: Logger,
   clock: Clock = systemClock,
+  sandboxes: SessionRuntime | { unavailable: string } = { unavailable: "no sandbox runtime" },
+  codeRuntime?: CodeRuntime,
 ) {
   const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
-  const codeRuntime = new CodeRuntime(store.agents, blobs, {
-    buildsDir: path.join(config.dataDir, "builds"),
-    runtimePolicy: config.runtimePolicy,
-    zipLimits: defaultZipLimits,
-    buildTimeoutMs: config.buildTimeoutSeconds * 1000,
-    log,
-  });
+  codeRuntime ??= new CodeRuntime(store.agents, blobs, codeRuntimeOptions(config, log));
   const agents = new AgentService({
     agents: store.agents,
-    sessions: noLiveSessions,
+    sessions: "unavailable" in sandboxes ? noLiveSessions : sandboxes,
     code: codeRuntime,
     validateEndpoint,
     clock,
@@ -66,9 +137,28 @@ export function createServices(
     code,
     codeRuntime,
     manifests: new ManifestService(store.manifests, clock),
+    sessions: new SessionService({
+      agents: store.agents,
+      sessions: store.sessions,
+      runtime: sandboxes,
+      limits: { perIdentity: config.maxSessionsPerIdentity, perAgent: config.maxSessionsPerAgent },
+      ttlSeconds: config.sessionTtlSeconds,
+      clock,
+    }),
+    sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
     projects: store.projects,
     clock,
+  };
+}
+
+function codeRuntimeOptions(config: Config, log: Logger) {
+  return {
+    buildsDir: path.join(config.dataDir, "builds"),
+    runtimePolicy: config.runtimePolicy,
+    zipLimits: defaultZipLimits,
+    buildTimeoutMs: config.buildTimeoutSeconds * 1000,
+    log,
   };
 }
 
@@ -79,6 +169,8 @@ export interface RunningService {
   caFile?: string;
   /** A newly generated admin key, shown once. */
   newAdminKey?: string;
+  /** The sandbox driver in use, or why sessions cannot run here. */
+  sandboxes: { driver: string; isolated: boolean } | { unavailable: string };
   /** Stops accepting requests, finishes the ones in flight, closes the store. */
   close(): Promise<void>;
 }
@@ -86,7 +178,22 @@ export interface RunningService {
 export async function startService(config: Config): Promise<RunningService> {
   const store = await openStore(config);
   const log = pino({ level: config.logLevel });
-  const services = createServices(store, config, log);
+  const codeRuntime = new CodeRuntime(
+    store.agents,
+    new LocalBlobStore(path.join(config.dataDir, "blobs")),
+    codeRuntimeOptions(config, log),
+  );
+  let origin = "";
+  const sandboxes = await openSandboxes(
+    store,
+    config,
+    log,
+    codeRuntime,
+    (p) => `${origin}/api/projects/${p}`,
+  );
+  if ("unavailable" in sandboxes)
+    log.warn({ reason: sandboxes.unavailable }, "sessions are unavailable");
+  const services = createServices(store, config, log, systemClock, sandboxes, codeRuntime);
   const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
   const tls = !config.tls
     ? undefined
@@ -110,13 +217,19 @@ export async function startService(config: Config): Promise<RunningService> {
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const host = config.host === "::" || config.host === "0.0.0.0" ? "localhost" : config.host;
+  origin = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   return {
     app,
-    origin: `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    origin,
     caFile: tls && "caFile" in tls ? tls.caFile : undefined,
     newAdminKey,
+    sandboxes:
+      "unavailable" in sandboxes
+        ? sandboxes
+        : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
     async close() {
       await app.close();
+      if (!("unavailable" in sandboxes)) await sandboxes.close();
       await services.codeRuntime.close();
       await store.close();
     },

@@ -13,6 +13,13 @@ import {
 } from "./runtimes.js";
 import { unpackZip, type ZipLimits } from "./zipArchive.js";
 
+export interface RunPlan {
+  appDir: string;
+  language: "python" | "node";
+  interpreter: string;
+  argv: string[];
+}
+
 export interface CodeRuntimeOptions {
   /** `<data>/builds`: one directory per version with `app/` and `build.log`. */
   buildsDir: string;
@@ -112,6 +119,34 @@ export class CodeRuntime implements HostedCode {
 
   dirOf(v: Pick<Version, "project" | "agentName" | "version">): string {
     return path.join(this.options.buildsDir, v.project, v.agentName, String(v.version));
+  }
+
+  /**
+   * How a session runs a built version: its code directory, the interpreter of its runtime
+   * and the entry point's arguments (the interpreter word itself dropped).
+   */
+  runPlan(v: Version): RunPlan | { error: string } {
+    const code = v.definition.code_configuration as
+      { runtime: string; entry_point: string[] } | undefined;
+    if (!code) return { error: "The version has no code_configuration." };
+    this.interpreters ??= discoverInterpreters();
+    const runtime = resolveRuntime(code.runtime, this.interpreters, this.options.runtimePolicy);
+    if ("error" in runtime) return { error: runtime.error };
+    const [first, ...rest] = code.entry_point;
+    const argv = /^(python[\d.]*|node(js)?)$/.test(path.basename(first!)) ? rest : code.entry_point;
+    if (argv.length === 0) return { error: "The entry point names no script." };
+    return {
+      appDir: path.join(this.dirOf(v), "app"),
+      language: runtime.interpreter.language,
+      interpreter: runtime.interpreter.path,
+      argv,
+    };
+  }
+
+  /** The interpreters builds resolve to (for the warm pool). */
+  knownInterpreters(): Interpreter[] {
+    this.interpreters ??= discoverInterpreters();
+    return this.interpreters;
   }
 
   buildLogOf(v: Pick<Version, "project" | "agentName" | "version">): string {

@@ -23,6 +23,12 @@ export async function serveCommand(
   } else if (!config.tls) {
     lines.push("  TLS is off: the official clients refuse bearer tokens over plain http.");
   }
+  const sb = service.sandboxes;
+  lines.push(
+    "unavailable" in sb
+      ? `  Sessions:          unavailable: ${sb.unavailable}`
+      : `  Sandboxes:         ${sb.driver}${sb.isolated ? "" : " (NOT ISOLATED: development only)"}, network ${config.sandboxNetwork}, warm pool ${config.warmPoolSize} per runtime, data in ${config.dataDir}/sessions`,
+  );
   if (service.newAdminKey) {
     lines.push(`  Admin key (shown once, keep it safe): ${service.newAdminKey}`);
   }
@@ -33,7 +39,8 @@ export async function serveCommand(
     if (stopping) process.exit(1); // a second signal: give up waiting
     stopping = true;
     service.app.log.info({ signal }, "shutting down");
-    const force = setTimeout(() => process.exit(1), 10_000);
+    // Sandboxes get their stop grace; past that and 10 s more, give up waiting.
+    const force = setTimeout(() => process.exit(1), config.sessionStopGraceSeconds * 1000 + 10_000);
     force.unref();
     service.close().then(
       () => process.exit(0),

@@ -35,6 +35,36 @@ const configSchema = z.object({
   runtimePolicy: z.enum(["nearest", "exact"]).default("nearest"),
   /** Longest a dependency install (remote_build) may take. */
   buildTimeoutSeconds: z.coerce.number().int().min(1).default(600),
+  /** "bwrap" isolates each session; "process" runs agents unisolated (development only). */
+  sandboxDriver: z.enum(["bwrap", "process"]).default("bwrap"),
+  /** Unprivileged host uid (and gid) every sandbox runs as; never 0. */
+  sandboxUid: z.coerce.number().int().min(1).default(65534),
+  /** "egress": sandboxes reach the network (not the host's loopback) through slirp4netns. */
+  sandboxNetwork: z.enum(["none", "egress"]).default("none"),
+  /** Booted sandboxes kept ready per runtime. */
+  warmPoolSize: z.coerce.number().int().min(0).max(64).default(2),
+  /** How long an agent has to answer its readiness check. */
+  sessionStartTimeoutSeconds: z.coerce.number().min(0.1).default(30),
+  /** Between SIGTERM and the kill of everything left in a stopping sandbox. */
+  sessionStopGraceSeconds: z.coerce.number().min(0).default(10),
+  /** Caps every version's idle_timeout_seconds (e.g. to free memory sooner). */
+  sessionMaxIdleSeconds: z.coerce.number().min(0.1).optional(),
+  /** A session expires (files deleted) this long after its last activity: 30 days. */
+  sessionTtlSeconds: z.coerce
+    .number()
+    .min(1)
+    .default(30 * 24 * 3600),
+  /** Processes (and threads) one sandbox may have. */
+  sessionPidsLimit: z.coerce.number().int().min(8).default(256),
+  /** Running sessions per identity in a project, and per agent. */
+  maxSessionsPerIdentity: z.coerce.number().int().min(1).default(20),
+  maxSessionsPerAgent: z.coerce.number().int().min(1).default(200),
+  /** A session's console log stops growing at this size. */
+  sessionLogMaxBytes: z.coerce
+    .number()
+    .int()
+    .min(4096)
+    .default(10 * 1024 * 1024),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -73,6 +103,18 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["maxZipBytes", env.AGENTHOST_MAX_ZIP_BYTES],
     ["runtimePolicy", env.AGENTHOST_RUNTIME_POLICY],
     ["buildTimeoutSeconds", env.AGENTHOST_BUILD_TIMEOUT_SECONDS],
+    ["sandboxDriver", env.AGENTHOST_SANDBOX_DRIVER],
+    ["sandboxUid", env.AGENTHOST_SANDBOX_UID],
+    ["sandboxNetwork", env.AGENTHOST_SANDBOX_NETWORK],
+    ["warmPoolSize", env.AGENTHOST_WARM_POOL_SIZE],
+    ["sessionStartTimeoutSeconds", env.AGENTHOST_SESSION_START_TIMEOUT_SECONDS],
+    ["sessionStopGraceSeconds", env.AGENTHOST_SESSION_STOP_GRACE_SECONDS],
+    ["sessionMaxIdleSeconds", env.AGENTHOST_SESSION_MAX_IDLE_SECONDS],
+    ["sessionTtlSeconds", env.AGENTHOST_SESSION_TTL_SECONDS],
+    ["sessionPidsLimit", env.AGENTHOST_SESSION_PIDS_LIMIT],
+    ["maxSessionsPerIdentity", env.AGENTHOST_MAX_SESSIONS_PER_IDENTITY],
+    ["maxSessionsPerAgent", env.AGENTHOST_MAX_SESSIONS_PER_AGENT],
+    ["sessionLogMaxBytes", env.AGENTHOST_SESSION_LOG_MAX_BYTES],
     ["logLevel", env.AGENTHOST_LOG_LEVEL],
   ];
   return Object.fromEntries(entries.filter(([, v]) => v !== undefined && v !== "")) as ConfigInput;

@@ -27,6 +27,10 @@ export const errorCodes = {
     status: 403,
     summary: "Strict mode: the request uses a preview feature not named in `Foundry-Features`.",
   },
+  session_not_accessible: {
+    status: 403,
+    summary: "The session belongs to another identity.",
+  },
   not_found: { status: 404, summary: "The project, agent, version or route does not exist." },
   agent_has_live_sessions: {
     status: 409,
@@ -44,8 +48,36 @@ export const errorCodes = {
     status: 409,
     summary: "The request conflicts with the current state (e.g. a duplicate).",
   },
+  session_exists: {
+    status: 409,
+    summary: "The agent already has a session with this `agent_session_id`.",
+  },
+  agent_disabled: {
+    status: 409,
+    summary: "The agent is disabled: it takes no new sessions until it is enabled.",
+  },
+  version_not_ready: {
+    status: 409,
+    summary: "The version is still building or failed to build; see its `status_reason`.",
+  },
+  agent_not_hosted: {
+    status: 400,
+    summary: "Sessions are for hosted agents; this agent (or version) is of another kind.",
+  },
+  session_not_ready: {
+    status: 424,
+    summary: "The session's agent did not start; its log stream and `termination_message` say why.",
+  },
+  too_many_sessions: {
+    status: 429,
+    summary: "The identity or the agent has as many running sessions as the service allows.",
+  },
   payload_too_large: { status: 413, summary: "The body is larger than the route accepts." },
   unsupported_media_type: { status: 415, summary: "The route does not accept this content type." },
+  sandbox_unavailable: {
+    status: 501,
+    summary: "This host cannot run sandboxes (see the service's start-up output for why).",
+  },
   internal_error: { status: 500, summary: "An unexpected failure; the log has the request id." },
 } as const satisfies Record<string, { status: number; summary: string }>;
 

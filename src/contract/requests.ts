@@ -144,3 +144,25 @@ export const registerManifestBody = z.object({
   ),
   definition: z.looseObject({ kind: z.enum(agentKinds) }),
 });
+
+export const sessionIdPattern = /^[A-Za-z0-9_-]{8,128}$/;
+
+export const createSessionBody = z.object({
+  version_indicator: z.looseObject({
+    type: z.literal("version_ref"),
+    agent_version: z.string().regex(/^[1-9]\d{0,9}$/, 'must be a version number such as "1"'),
+  }),
+  agent_session_id: z.string().regex(sessionIdPattern, "must be 8-128 of [A-Za-z0-9_-]").optional(),
+});
+
+export const listSessionsQuery = z.object({
+  ...pageQuery,
+  /** Admin only: filters. */
+  status: z.enum(["creating", "active", "idle", "failed", "expired"]).optional(),
+  agent_version: z
+    .string()
+    .regex(/^[1-9]\d{0,9}$/)
+    .optional(),
+});
+
+export type CreateSessionBody = z.infer<typeof createSessionBody>;

@@ -298,8 +298,7 @@ export class AgentService {
     force: boolean,
   ) {
     const live = await this.sessions.count(project, name, version);
-    if (live === 0) return;
-    if (!force) {
+    if (live > 0 && !force) {
       const what =
         version === undefined ? `Agent '${name}'` : `Version '${version}' of agent '${name}'`;
       throw new AppError(

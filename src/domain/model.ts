@@ -79,3 +79,44 @@ export interface Page<T> {
   items: T[];
   hasMore: boolean;
 }
+
+/**
+ * A session's lifecycle: `creating` until its agent answers, `active` while its sandbox runs,
+ * `idle` when stopped with its files kept (the next use starts it again), `failed` when the
+ * sandbox could not start or died, `expired` once its files are gone.
+ */
+export type SessionStatus = "creating" | "active" | "idle" | "failed" | "expired";
+
+export type TerminationReason =
+  | "user_stop"
+  | "idle_timeout"
+  | "expired"
+  | "oom"
+  | "crash"
+  | "start_failed"
+  | "agent_deleted"
+  | "service_stopped";
+
+export interface Termination {
+  reason: TerminationReason;
+  message: string;
+}
+
+export interface Session {
+  project: string;
+  agentName: string;
+  id: string;
+  version: number;
+  /** The identity that created it (Caller.subject); only it may use the session. */
+  owner: string;
+  status: SessionStatus;
+  createdAt: number;
+  lastAccessedAt: number;
+  expiresAt: number;
+  stoppedAt: number | null;
+  termination: Termination | null;
+}
+
+export type SessionUpdate = Partial<
+  Pick<Session, "status" | "lastAccessedAt" | "expiresAt" | "stoppedAt" | "termination">
+>;

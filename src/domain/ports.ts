@@ -8,6 +8,9 @@ import type {
   NewVersion,
   Page,
   PageRequest,
+  Session,
+  SessionStatus,
+  SessionUpdate,
   StatusReason,
   Version,
   VersionStatus,
@@ -162,9 +165,43 @@ export interface ProjectRepository {
   list(): Promise<string[]>;
 }
 
+export interface SessionFilter {
+  project: string;
+  agentName: string;
+  version?: number;
+  owner?: string;
+  status?: SessionStatus;
+}
+
+/** Sessions of hosted agents. Ids are unique per agent. */
+export interface SessionRepository {
+  /** False when the agent already has a session with this id. */
+  insert(session: Session): Promise<boolean>;
+  get(project: string, agentName: string, id: string): Promise<Session | undefined>;
+  /** Ordered by creation. */
+  list(filter: SessionFilter, page: PageRequest): Promise<Page<Session>>;
+  /** Every session matching, oldest first. */
+  all(filter: SessionFilter): Promise<Session[]>;
+  /** The updated session, or undefined when it is gone. */
+  update(
+    project: string,
+    agentName: string,
+    id: string,
+    fields: SessionUpdate,
+  ): Promise<Session | undefined>;
+  delete(project: string, agentName: string, id: string): Promise<boolean>;
+  /** Sessions whose sandbox runs or starts (creating, active), across agents when unfiltered. */
+  countLive(filter: Partial<SessionFilter>): Promise<number>;
+  /** Every session in one of these states, across projects. */
+  withStatus(statuses: SessionStatus[]): Promise<Session[]>;
+  /** Sessions (not yet expired) whose `expires_at` is at or before `now`. */
+  expiring(now: number): Promise<Session[]>;
+}
+
 /** The storage backend: create (no I/O) → migrate → use → close. */
 export interface Store {
   readonly agents: AgentRepository;
+  readonly sessions: SessionRepository;
   readonly keys: KeyRepository;
   readonly projects: ProjectRepository;
   readonly manifests: ManifestRepository;
@@ -180,7 +217,10 @@ export interface Store {
 export interface LiveSessions {
   /** Live (not stopped) sessions of an agent, or of one of its versions. */
   count(project: string, agentName: string, version?: number): Promise<number>;
-  /** Stops and deletes every session of the agent or version; resolves when none is left. */
+  /**
+   * Stops and deletes every session of the agent or version, idle ones included; resolves
+   * when none is left.
+   */
   terminate(project: string, agentName: string, version?: number): Promise<void>;
 }
 

@@ -1,4 +1,4 @@
-import type { Agent, Page, Version } from "../domain/model.js";
+import type { Agent, Page, Session, Version } from "../domain/model.js";
 import type { ApiKey } from "../domain/ports.js";
 
 /* The only bridge from entities to the wire (contract §4). Timestamps are Unix seconds. */
@@ -38,14 +38,35 @@ export function presentAgent(a: Agent) {
 }
 
 /** A page of items with `id`s: `data`, `has_more`, `first_id`, `last_id`. */
-export function presentPage<T, W extends { id: string }>(page: Page<T>, present: (item: T) => W) {
+export function presentPage<T, W>(
+  page: Page<T>,
+  present: (item: T) => W,
+  idOf: (item: W) => string = (item) => (item as { id: string }).id,
+) {
   const data = page.items.map(present);
   return {
     object: "list" as const,
     data,
     has_more: page.hasMore,
-    first_id: data[0]?.id ?? null,
-    last_id: data.at(-1)?.id ?? null,
+    first_id: data.length > 0 ? idOf(data[0]!) : null,
+    last_id: data.length > 0 ? idOf(data.at(-1)!) : null,
+  };
+}
+
+/** AgentSessionResource, plus why it last stopped (`termination_reason`, `termination_message`). */
+export function presentSession(s: Session) {
+  return {
+    object: "agent.session" as const,
+    agent_session_id: s.id,
+    version_indicator: { type: "version_ref" as const, agent_version: String(s.version) },
+    status: s.status,
+    created_at: s.createdAt,
+    last_accessed_at: s.lastAccessedAt,
+    expires_at: s.expiresAt,
+    ...(s.stoppedAt !== null ? { stopped_at: s.stoppedAt } : {}),
+    ...(s.termination
+      ? { termination_reason: s.termination.reason, termination_message: s.termination.message }
+      : {}),
   };
 }
 

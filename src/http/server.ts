@@ -15,6 +15,8 @@ import { agentRoutes } from "./routes/agentRoutes.js";
 import { manifestRoutes } from "./routes/manifestRoutes.js";
 import { codeDownloadRoute, codeUploadHandlers } from "./routes/codeRoutes.js";
 import { versionRoutes } from "./routes/versionRoutes.js";
+import { sessionRoutes } from "./routes/sessionRoutes.js";
+import type { SessionService } from "../sessions/sessionService.js";
 
 export interface HttpServices {
   agents: AgentService;
@@ -22,6 +24,7 @@ export interface HttpServices {
   manifests: ManifestService;
   keys: KeyService;
   projects: ProjectRepository;
+  sessions: SessionService;
   clock: Clock;
 }
 
@@ -73,6 +76,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       versionRoutes(project, services.agents, uploads, options.foundryFeatures);
       codeDownloadRoute(project, services.code);
       manifestRoutes(project, services.manifests, services.agents);
+      sessionRoutes(project, services.sessions);
     },
     { prefix: "/api/projects/:project" },
   );

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
@@ -25,8 +25,11 @@ export interface TestServer {
   kill(): Promise<void>;
 }
 
+/** A fresh directory the sandbox uid can traverse (as a data directory must be). */
 export function tempDir(prefix = "agenthost-test-"): string {
-  return mkdtempSync(path.join(tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  chmodSync(dir, 0o711);
+  return dir;
 }
 
 /**

@@ -68,7 +68,7 @@ export function agentRoutes(
   });
 }
 
-function splitVerb(segment: string): { name: string; verb?: string } {
+export function splitVerb(segment: string): { name: string; verb?: string } {
   const colon = segment.lastIndexOf(":");
   return colon < 0
     ? { name: segment }

@@ -91,4 +91,37 @@ export const migrations: readonly { id: number; sql: string }[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    id: 4,
+    sql: `
+      CREATE TABLE sessions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_accessed_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        stopped_at INTEGER,
+        termination_reason TEXT,
+        termination_message TEXT,
+        UNIQUE (project, agent_name, id)
+      );
+      CREATE INDEX sessions_by_owner ON sessions (project, agent_name, owner, seq);
+      CREATE INDEX sessions_by_status ON sessions (status);
+      CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+
+      -- Where deleted sessions stood in the listing, so a page cursor naming one still works.
+      CREATE TABLE deleted_sessions (
+        project TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (project, agent_name, id)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

@@ -10,6 +10,7 @@ import type {
 import { SqliteManifestRepository } from "./sqliteManifestRepository.js";
 import { SqliteAgentRepository } from "./sqliteAgentRepository.js";
 import { migrations } from "./migrations.js";
+import { SqliteSessionRepository } from "./sqliteSessionRepository.js";
 import { StatementCache } from "./statementCache.js";
 
 /**
@@ -19,6 +20,7 @@ import { StatementCache } from "./statementCache.js";
  */
 export class SqliteStore implements Store {
   readonly agents: SqliteAgentRepository;
+  readonly sessions: SqliteSessionRepository;
   readonly keys: KeyRepository;
   readonly projects: ProjectRepository;
   readonly manifests: ManifestRepository;
@@ -31,6 +33,7 @@ export class SqliteStore implements Store {
     this.db.pragma("busy_timeout = 5000");
     this.db.pragma("foreign_keys = ON");
     this.agents = new SqliteAgentRepository(this.db);
+    this.sessions = new SqliteSessionRepository(this.db);
     this.keys = new SqliteKeyRepository(this.db);
     this.projects = new SqliteProjectRepository(this.db);
     this.manifests = new SqliteManifestRepository(this.db);

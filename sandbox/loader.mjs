@@ -1,0 +1,43 @@
+// Starts an agent inside its sandbox: the Node twin of loader.py. Waits (booted) for one
+// JSON line on stdin — argv, working directory, environment — then serves the agent's PORT
+// on a Unix socket the host can reach and imports the entry point in this process.
+import fs from "node:fs";
+import net from "node:net";
+import { createInterface } from "node:readline";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+
+const socketPath = process.argv[2];
+// A warm sandbox has time to spare: load what agents use most before the agent is known.
+if (process.argv.includes("--preload"))
+  await Promise.all([import("node:http"), import("node:https")]);
+
+const lines = createInterface({ input: process.stdin });
+const [line] = await lines[Symbol.asyncIterator]()
+  .next()
+  .then((r) => [r.value]);
+lines.close();
+process.stdin.destroy();
+const spec = JSON.parse(line);
+
+for (const key of Object.keys(process.env)) delete process.env[key];
+Object.assign(process.env, spec.env);
+process.chdir(spec.cwd);
+
+const port = Number(spec.env.PORT ?? 8088);
+const forwarder = net.createServer((client) => {
+  const upstream = net.connect(port, "127.0.0.1");
+  const close = () => {
+    client.destroy();
+    upstream.destroy();
+  };
+  client.on("error", close).pipe(upstream).on("error", close).pipe(client);
+});
+forwarder.listen(socketPath);
+forwarder.unref();
+
+const [script, ...args] = spec.argv;
+const entry = path.resolve(script);
+process.argv = [process.argv[0], entry, ...args];
+fs.closeSync(fs.openSync(entry, "r")); // a clear ENOENT before the import's own message
+await import(pathToFileURL(entry).href);

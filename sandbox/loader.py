@@ -1,0 +1,92 @@
+"""Starts an agent inside its sandbox.
+
+Started ahead of time (a warm sandbox) with the interpreter booted and the modules agents
+use most already imported, it waits for one JSON line on stdin: the agent's argv, working
+directory and environment. It then serves the agent's HTTP port on a Unix socket the host
+can reach (the agent itself only needs to know PORT) and runs the entry point in this
+process.
+"""
+
+import json
+import os
+import runpy
+import socket
+import sys
+import threading
+
+SOCKET = sys.argv[1]
+
+if "--preload" in sys.argv:
+    # A warm sandbox has time to spare: import what agents use most, so that the agent's
+    # own imports of it cost nothing once it is launched.
+    import http.server  # noqa: F401
+    import socketserver  # noqa: F401
+    import urllib.request  # noqa: F401
+
+
+def relay(a, b):
+    """Copies bytes both ways between two sockets until both sides are done."""
+
+    def pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    other = threading.Thread(target=pump, args=(b, a), daemon=True)
+    other.start()
+    pump(a, b)
+    other.join()
+    a.close()
+    b.close()
+
+
+def forward(listener, port):
+    while True:
+        client, _ = listener.accept()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", port))
+        except OSError:
+            client.close()  # the agent is not listening yet
+            continue
+        threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
+
+
+def main():
+    spec = json.loads(sys.stdin.readline())
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    os.chdir(spec["cwd"])
+    sys.stdout.reconfigure(line_buffering=True)
+    sys.stderr.reconfigure(line_buffering=True)
+    for extra in spec.get("path", []):
+        sys.path.insert(0, extra)
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(SOCKET)
+    listener.listen(256)
+    port = int(spec["env"].get("PORT", "8088"))
+    threading.Thread(target=forward, args=(listener, port), daemon=True).start()
+
+    argv = spec["argv"]
+    if argv[0] == "-m":
+        sys.argv = [argv[1], *argv[2:]]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = list(argv)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+        runpy.run_path(argv[0], run_name="__main__")
+
+
+main()

@@ -1,0 +1,16 @@
+import { startServer, sdk, httpsJson } from "./test/helpers/server.js";
+import { deployFixture } from "./test/helpers/agents.js";
+const server = await startServer({ env: { AGENTHOST_LOG_LEVEL: "info" } });
+console.log(server.output());
+const client = sdk(server, server.adminKey);
+await deployFixture(client, "echo", "echo-python");
+const t0 = performance.now();
+const s = await client.agents.createSession("echo", { type: "version_ref", agent_version: "1" } as never);
+console.log(s);
+const r = await httpsJson(server, "POST", `${server.endpoint}/agents/echo/endpoint/protocols/openai/responses?api-version=v1`, { headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" }, body: JSON.stringify({ input: "hi", agent_session_id: s.agent_session_id }) });
+console.log(performance.now() - t0, r);
+console.log(await httpsJson(server, "GET", `${server.endpoint}/agents/echo/endpoint/sessions/${s.agent_session_id}?api-version=v1`, { headers: { authorization: `Bearer ${server.adminKey}` } }));
+await client.agents.stopSession("echo", s.agent_session_id);
+console.log(await httpsJson(server, "GET", `${server.endpoint}/agents/echo/endpoint/sessions/${s.agent_session_id}?api-version=v1`, { headers: { authorization: `Bearer ${server.adminKey}` } }));
+console.log(await server.stop());
+console.log(server.output().slice(-3000));

@@ -1,0 +1,191 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import type { Readable, Writable } from "node:stream";
+import type { CgroupHost } from "./cgroups.js";
+import type { SandboxDriver, SandboxOptions } from "./driver.js";
+import { SandboxProcess, type HostLayout } from "./sandboxProcess.js";
+
+/** The sandbox's view: only these host paths exist in it, all read-only. */
+const systemBinds = ["/usr", "/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache", "/etc/localtime"];
+
+/**
+ * bubblewrap sandboxes: every namespace (user, pid, mount, net, ipc, uts, cgroup), no
+ * capabilities, no nested user namespaces, a read-only system, the code read-only at /app,
+ * the session's home writable at /home/agent, a private /tmp, a clean environment, run as an
+ * unprivileged host uid. Each sandbox is placed in its own cgroup before any of its code
+ * runs (bwrap waits on `--block-fd` until it is), and dies with the service
+ * (`--die-with-parent`).
+ */
+export class BwrapDriver implements SandboxDriver {
+  readonly name = "bwrap";
+  readonly isolated = true;
+
+  constructor(
+    private readonly host: HostLayout,
+    private readonly cgroups: CgroupHost,
+  ) {}
+
+  async start(options: SandboxOptions): Promise<SandboxProcess> {
+    const run = await this.host.makeRunDir(options.id);
+    const cgroup = await this.cgroups.create(`s-${options.id}`);
+    await cgroup.setLimits(options.limits);
+    const args = [
+      "--unshare-all",
+      "--unshare-user",
+      "--disable-userns",
+      "--die-with-parent",
+      "--new-session",
+      "--hostname",
+      "sandbox",
+      ...systemBinds.flatMap((p) => ["--ro-bind-try", p, p]),
+      ...["--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin"],
+      ...["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"],
+      ...["--ro-bind", this.host.file("passwd"), "/etc/passwd"],
+      ...["--ro-bind", this.host.file("group"), "/etc/group"],
+      ...(options.network === "egress"
+        ? ["--ro-bind", this.host.file("resolv.conf"), "/etc/resolv.conf"]
+        : []),
+      ...["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"],
+      ...["--ro-bind", this.host.file("."), "/opt/agenthost"],
+      ...["--ro-bind", options.appDir, "/app"],
+      ...["--bind", options.homeDir, "/home/agent"],
+      ...["--bind", run, "/run/agent"],
+      ...["--chdir", "/app", "--clearenv", "--uid", "1000", "--gid", "1000"],
+      ...["--info-fd", "3", "--block-fd", "4", "--"],
+      ...loaderCommand(options, "/opt/agenthost", "/run/agent/http.sock"),
+    ];
+    const child = spawn("bwrap", args, {
+      uid: this.host.uid,
+      gid: this.host.uid,
+      stdio: ["pipe", "pipe", "pipe", "pipe", "pipe"],
+    });
+    for (const stream of child.stdio) stream?.on("error", () => {});
+    let childPid = 0;
+    // The agent is the child of the sandbox's init (bwrap's `child-pid`).
+    const agentPids = async () =>
+      (await readFile(`/proc/${childPid}/task/${childPid}/children`, "utf8"))
+        .split(" ")
+        .filter(Boolean)
+        .map(Number);
+    const paths = { app: "/app", home: "/home/agent" };
+    const sandbox = new SandboxProcess(child, options.id, run, cgroup, this.host, paths, agentPids);
+    try {
+      childPid = await readChildPid(child);
+      await cgroup.add(child.pid!);
+      await cgroup.add(childPid);
+      if (options.network === "egress") await attachNetwork(childPid, cgroup.add, sandbox);
+      (child.stdio[4] as Writable).end("go");
+    } catch (err) {
+      // A sandbox still waiting on its block fd does not die with its parent: kill it too.
+      if (childPid) killQuietly(childPid);
+      await sandbox.stop(0);
+      throw err;
+    }
+    return sandbox;
+  }
+
+  sweep(): Promise<number> {
+    return this.cgroups.sweep();
+  }
+}
+
+/** The interpreter command that boots the loader. */
+export function loaderCommand(
+  options: Pick<SandboxOptions, "language" | "interpreter" | "limits" | "preload">,
+  loaderDir: string,
+  socketPath: string,
+): string[] {
+  const preload = options.preload ? ["--preload"] : [];
+  if (options.language === "python")
+    return [options.interpreter, "-I", `${loaderDir}/loader.py`, socketPath, ...preload];
+  // V8 only learns the memory limit from a flag; the cgroup stays the hard cap.
+  const heapMb = Math.max(16, Math.floor((options.limits.memoryBytes / 1024 / 1024) * 0.75));
+  const heap = `--max-old-space-size=${heapMb}`;
+  return [options.interpreter, heap, `${loaderDir}/loader.mjs`, socketPath, ...preload];
+}
+
+/** bwrap writes `{"child-pid": N}` on the info fd once the sandbox's init exists. */
+async function readChildPid(child: ChildProcess): Promise<number> {
+  const info = child.stdio[3] as Readable;
+  let text = "";
+  const stderr: Buffer[] = [];
+  child.stderr!.on("data", (b: Buffer) => stderr.push(b));
+  for await (const chunk of info) {
+    text += String(chunk);
+    // The number may arrive split over two chunks: wait for the whole object.
+    const m = /"child-pid":\s*(\d+)[^}]*}/.exec(text);
+    if (m) return Number(m[1]);
+  }
+  await new Promise((resolve) =>
+    child.exitCode === null ? child.once("exit", resolve) : resolve(0),
+  );
+  throw new Error(
+    `bwrap failed: ${Buffer.concat(stderr).toString().trim() || `exit ${child.exitCode}`}`,
+  );
+}
+
+/**
+ * Outbound network for one sandbox: slirp4netns in its network namespace, with the host's
+ * loopback out of reach. It exits with the sandbox (its exit fd closes with the sandbox).
+ */
+async function attachNetwork(
+  childPid: number,
+  place: (pid: number) => Promise<void>,
+  sandbox: SandboxProcess,
+): Promise<void> {
+  const slirp = spawn(
+    "slirp4netns",
+    [
+      "--configure",
+      "--mtu=65520",
+      "--disable-host-loopback",
+      "--ready-fd=3",
+      "--exit-fd=4",
+      "--netns-type=path",
+      `/proc/${childPid}/ns/net`,
+      "tap0",
+    ],
+    { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
+  );
+  sandbox.holdUntilExit(slirp);
+  await place(slirp.pid!);
+  const ready = slirp.stdio[3] as Readable;
+  const errors: Buffer[] = [];
+  slirp.stderr!.on("data", (b: Buffer) => errors.push(b));
+  for await (const chunk of ready) if (String(chunk).includes("1")) return;
+  throw new Error(`slirp4netns failed: ${Buffer.concat(errors).toString().trim()}`);
+}
+
+/**
+ * Why bwrap cannot run sandboxes here, or undefined when it can. Runs the smallest sandbox
+ * as the sandbox uid, and checks that the uid can reach the data directory.
+ */
+export function probeBwrap(uid: number, dataDir: string): string | undefined {
+  const run = spawnSync(
+    "bwrap",
+    ["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "/bin/true"],
+    { uid, gid: uid, encoding: "utf8", timeout: 10_000 },
+  );
+  if (run.error && (run.error as NodeJS.ErrnoException).code === "ENOENT")
+    return "bubblewrap is not installed (apt-get install bubblewrap)";
+  if (run.status !== 0) {
+    const why = (run.stderr || String(run.error ?? "")).trim();
+    if (/No permissions to create new namespace/.test(why))
+      return `user namespaces are not allowed here (${why}); in a container, allow unshare in its seccomp profile`;
+    if (/uid map|RTM_NEWADDR/.test(why))
+      return `user namespaces are restricted (${why}); on Ubuntu, allow bwrap in AppArmor`;
+    return `bwrap failed: ${why}`;
+  }
+  const reach = spawnSync("/usr/bin/test", ["-x", dataDir], { uid, gid: uid });
+  if (reach.status !== 0)
+    return `the sandbox user (uid ${uid}) cannot reach the data directory ${dataDir}: give every directory above it o+x, or choose a data directory outside /root`;
+  return undefined;
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // gone already
+  }
+}

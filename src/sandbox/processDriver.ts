@@ -1,0 +1,68 @@
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import type { CgroupHost } from "./cgroups.js";
+import type { SandboxDriver, SandboxOptions } from "./driver.js";
+import { loaderCommand } from "./bwrapDriver.js";
+import { SandboxProcess, type HostLayout } from "./sandboxProcess.js";
+
+/**
+ * Runs agents as plain child processes: **no isolation** — the agent sees the host's files,
+ * network and processes. For development machines without user namespaces only; the service
+ * refuses it unless chosen explicitly and warns at every start. It keeps what it can: the
+ * sandbox uid, a clean environment, cgroup limits and a provable kill, the home directory as
+ * $HOME, and its own TCP port (the host network is shared, so PORT is not 8088).
+ */
+export class ProcessDriver implements SandboxDriver {
+  readonly name = "process";
+  readonly isolated = false;
+
+  constructor(
+    private readonly host: HostLayout,
+    private readonly cgroups: CgroupHost,
+  ) {}
+
+  async start(options: SandboxOptions): Promise<SandboxProcess> {
+    const run = await this.host.makeRunDir(options.id);
+    const cgroup = await this.cgroups.create(`s-${options.id}`);
+    await cgroup.setLimits(options.limits);
+    const [command, ...args] = loaderCommand(
+      options,
+      this.host.file("."),
+      this.host.socketOf(options.id),
+    );
+    const child = spawn(command!, args, {
+      cwd: options.appDir,
+      env: {},
+      uid: this.host.uid,
+      gid: this.host.uid,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const sandbox = new SandboxProcess(child, options.id, run, cgroup, this.host, {
+      app: options.appDir,
+      home: options.homeDir,
+    });
+    sandbox.overrideEnv({ PORT: String(await freePort()) });
+    try {
+      await cgroup.add(child.pid!);
+    } catch (err) {
+      await sandbox.stop(0);
+      throw err;
+    }
+    return sandbox;
+  }
+
+  sweep(): Promise<number> {
+    return this.cgroups.sweep();
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}

@@ -1,0 +1,162 @@
+import type { ChildProcess } from "node:child_process";
+import { chmod, chown, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { Writable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import type { Cgroup } from "./cgroups.js";
+import type { Exit, Launch, Sandbox } from "./driver.js";
+
+const loaderSource = fileURLToPath(new URL("../../sandbox/", import.meta.url));
+/** A Unix socket path must fit in sockaddr_un (108 bytes with its NUL). */
+const maxSocketPath = 107;
+
+/**
+ * The host side of every sandbox: `<data>/sandbox/files` (the loaders and the few /etc files
+ * a sandbox sees) and `<data>/sandbox/run/<id>` (the agent's socket). Everything here is
+ * readable by the sandbox uid, nothing writable but its own run directory.
+ */
+export class HostLayout {
+  private constructor(
+    readonly root: string,
+    /** Host uid (and gid) the sandboxes run as. */
+    readonly uid: number,
+  ) {}
+
+  static async prepare(root: string, uid: number): Promise<HostLayout> {
+    const files = path.join(root, "files");
+    await rm(path.join(root, "run"), { recursive: true, force: true });
+    await mkdir(files, { recursive: true, mode: 0o755 });
+    await mkdir(path.join(root, "run"), { recursive: true, mode: 0o711 });
+    await chmod(root, 0o711);
+    for (const loader of ["loader.py", "loader.mjs"])
+      await copyFile(path.join(loaderSource, loader), path.join(files, loader));
+    await writeFile(
+      path.join(files, "passwd"),
+      "agent:x:1000:1000:agent:/home/agent:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+    );
+    await writeFile(path.join(files, "group"), "agent:x:1000:\nnogroup:x:65534:\n");
+    // slirp4netns answers DNS at 10.0.2.3.
+    await writeFile(path.join(files, "resolv.conf"), "nameserver 10.0.2.3\n");
+    const layout = new HostLayout(root, uid);
+    const longest = layout.socketOf("x".repeat(16));
+    if (Buffer.byteLength(longest) > maxSocketPath)
+      throw new Error(
+        `The data directory path is too long for agent sockets (${longest}); choose a shorter one.`,
+      );
+    return layout;
+  }
+
+  file(name: string): string {
+    return path.join(this.root, "files", name);
+  }
+
+  socketOf(id: string): string {
+    return path.join(this.root, "run", id, "http.sock");
+  }
+
+  async makeRunDir(id: string): Promise<string> {
+    const dir = path.dirname(this.socketOf(id));
+    await mkdir(dir, { mode: 0o700 });
+    await chown(dir, this.uid, this.uid);
+    return dir;
+  }
+}
+
+/**
+ * One running sandbox: a loader process (inside bwrap, or not) in its own cgroup. Its exit is
+ * final only once the cgroup is empty and removed.
+ */
+export class SandboxProcess implements Sandbox {
+  readonly socketPath: string;
+  readonly exited: Promise<Exit>;
+  private listener: ((stream: "stdout" | "stderr", chunk: Buffer) => void) | undefined;
+  private early: ["stdout" | "stderr", Buffer][] = [];
+  private done = false;
+  private readonly held: ChildProcess[] = [];
+  private fixedEnv: Record<string, string> = {};
+
+  constructor(
+    private readonly child: ChildProcess,
+    readonly id: string,
+    private readonly runDir: string,
+    private readonly cgroup: Cgroup,
+    host: HostLayout,
+    readonly paths: { app: string; home: string },
+    /** The processes that get SIGTERM on stop (the agent, not its supervisors). */
+    private readonly agentPids: () => Promise<number[]> = async () => [child.pid!],
+  ) {
+    this.socketPath = host.socketOf(id);
+    for (const stream of ["stdout", "stderr"] as const) {
+      child[stream]!.on("data", (chunk: Buffer) => {
+        if (this.listener) this.listener(stream, chunk);
+        else if (this.early.length < 256) this.early.push([stream, chunk]);
+      });
+    }
+    child.stdin!.on("error", () => {}); // the loader may be gone before it reads
+    this.exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once("exit", (code, signal) => resolve({ code, signal })),
+    ).then(async ({ code, signal }) => {
+      this.done = true;
+      await this.cgroup.killAll();
+      const oomKilled = (await this.cgroup.oomKills()) > 0;
+      for (const p of this.held) p.kill("SIGKILL");
+      await this.cgroup.remove();
+      await rm(this.runDir, { recursive: true, force: true });
+      return { code, signal, oomKilled };
+    });
+  }
+
+  onOutput(listener: (stream: "stdout" | "stderr", chunk: Buffer) => void): void {
+    this.listener = listener;
+    for (const [stream, chunk] of this.early.splice(0)) listener(stream, chunk);
+  }
+
+  /** A helper process (e.g. slirp4netns) that lives and dies with this sandbox. */
+  holdUntilExit(helper: ChildProcess): void {
+    this.held.push(helper);
+    helper.on("error", () => {});
+  }
+
+  /** Environment the driver insists on, whatever the launch asks for. */
+  overrideEnv(env: Record<string, string>): void {
+    this.fixedEnv = env;
+  }
+
+  async launch(launch: Launch): Promise<void> {
+    await this.cgroup.setLimits(launch.limits);
+    const spec = {
+      argv: launch.argv,
+      cwd: this.paths.app,
+      path: [path.join(this.paths.app, ".python_packages")],
+      env: {
+        HOME: this.paths.home,
+        PATH: "/usr/local/bin:/usr/bin:/bin",
+        LANG: "C.UTF-8",
+        TZ: "UTC",
+        PYTHONUNBUFFERED: "1",
+        ...launch.env,
+        ...this.fixedEnv,
+      },
+    };
+    (this.child.stdin as Writable).end(`${JSON.stringify(spec)}\n`);
+  }
+
+  async stop(graceMs: number): Promise<Exit> {
+    if (!this.done && graceMs > 0) {
+      for (const pid of await this.agentPids().catch(() => [])) {
+        try {
+          process.kill(pid, "SIGTERM");
+        } catch {
+          // gone already
+        }
+      }
+      await Promise.race([this.exited, sleep(graceMs)]);
+    }
+    if (!this.done) {
+      await this.cgroup.killAll();
+      this.child.kill("SIGKILL"); // in case it never made it into the cgroup
+    }
+    return this.exited;
+  }
+}

@@ -1,0 +1,480 @@
+import { randomBytes } from "node:crypto";
+import { chown, link, mkdir, readdir, readlink, rename, rm, symlink } from "node:fs/promises";
+import path from "node:path";
+import type { Logger } from "pino";
+import type { RunPlan } from "../build/codeRuntime.js";
+import { parseCpu, parseMemoryBytes } from "../contract/definitions.js";
+import type {
+  Session,
+  SessionStatus,
+  Termination,
+  TerminationReason,
+  Version,
+} from "../domain/model.js";
+import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
+import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
+import { waitUntilReady } from "./agentSocket.js";
+import { SessionLog } from "./sessionLog.js";
+import { WarmPool } from "./warmPool.js";
+
+export interface SessionRuntimeOptions {
+  /** `<data>/sessions`: `<project>/<agent>/<id>/{home,console.log}`. */
+  sessionsDir: string;
+  /** `<data>/sandbox/pool`. */
+  poolDir: string;
+  uid: number;
+  warmPoolSize: number;
+  network: "none" | "egress";
+  pidsLimit: number;
+  startTimeoutMs: number;
+  stopGraceMs: number;
+  /** Caps every version's `idle_timeout_seconds`. */
+  maxIdleSeconds?: number;
+  /** `expires_at` is this long after the last activity. */
+  ttlSeconds: number;
+  logMaxBytes: number;
+  /** The project endpoint an agent is told about (FOUNDRY_PROJECT_ENDPOINT). */
+  projectEndpoint: (project: string) => string;
+  log: Logger;
+}
+
+/** What a session's sandbox runs; from the version's build. */
+export type PlanOf = (version: Version) => RunPlan | { error: string };
+
+interface Running {
+  sandbox?: Sandbox;
+  /** Settles when the agent answers (or rejects with why it never will). */
+  ready: Promise<void>;
+  /** Settles when the sandbox is gone and its end recorded. */
+  done: Promise<void>;
+  /** Set when the service ends the sandbox, so its exit is not taken for a crash. */
+  stopping?: Termination;
+  idleTimer?: NodeJS.Timeout;
+  idleMs: number;
+  inFlight: number;
+  log: SessionLog;
+  /** A warm pool directory this sandbox came from, removed with it. */
+  slotDir?: string;
+}
+
+const defaultIdleSeconds = 900;
+/** How the status reads after each way a sandbox ends. */
+const statusAfter: Record<TerminationReason, SessionStatus> = {
+  user_stop: "idle",
+  idle_timeout: "idle",
+  service_stopped: "idle",
+  agent_deleted: "idle",
+  expired: "expired",
+  oom: "failed",
+  crash: "failed",
+  start_failed: "failed",
+};
+
+const keyOf = (s: Pick<Session, "project" | "agentName" | "id">) =>
+  `${s.project}/${s.agentName}/${s.id}`;
+
+/**
+ * Runs sessions: one sandbox per live session, started from the warm pool when it can,
+ * watched until it ends, stopped after its idle timeout and started again (same home) on the
+ * next use. Every end is recorded with its reason.
+ */
+export class SessionRuntime implements LiveSessions {
+  private readonly running = new Map<string, Running>();
+  private readonly pool: WarmPool;
+  private sweeper?: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(
+    private readonly sessions: SessionRepository,
+    private readonly driver: SandboxDriver,
+    private readonly planOf: PlanOf,
+    private readonly clock: Clock,
+    private readonly options: SessionRuntimeOptions,
+  ) {
+    this.pool = new WarmPool(driver, {
+      dir: options.poolDir,
+      size: options.warmPoolSize,
+      uid: options.uid,
+      limits: { cpu: 1, memoryBytes: 512 * 1024 * 1024, pids: options.pidsLimit },
+      network: options.network,
+      log: options.log,
+    });
+  }
+
+  get driverName(): string {
+    return this.driver.name;
+  }
+
+  /**
+   * After a restart: sandboxes of the previous run are killed (they die with the service;
+   * this catches a crash mid-start), sessions that were running become idle and start again
+   * on their next use. Then the pool fills and the expiry sweeper starts.
+   */
+  async open(runtimes: { language: "python" | "node"; interpreter: string }[]): Promise<void> {
+    await rm(this.options.poolDir, { recursive: true, force: true });
+    await mkdir(this.options.poolDir, { recursive: true, mode: 0o711 });
+    const swept = await this.driver.sweep();
+    if (swept > 0)
+      this.options.log.warn({ sandboxes: swept }, "killed sandboxes left by an earlier run");
+    const now = this.clock();
+    for (const s of await this.sessions.withStatus(["creating", "active"])) {
+      await this.sessions.update(s.project, s.agentName, s.id, {
+        status: "idle",
+        stoppedAt: now,
+        termination: {
+          reason: "service_stopped",
+          message: "The service stopped; the session starts again on its next use.",
+        },
+      });
+    }
+    this.pool.fill(runtimes);
+    const every = Math.max(1, Math.min(60, this.options.ttlSeconds / 4)) * 1000;
+    this.sweeper = setInterval(
+      () =>
+        void this.expire().catch((err: unknown) =>
+          this.options.log.error({ err }, "expiry sweep failed"),
+        ),
+      every,
+    );
+    this.sweeper.unref();
+  }
+
+  homeOf(s: Pick<Session, "project" | "agentName" | "id">): string {
+    return path.join(this.dirOf(s), "home");
+  }
+
+  private dirOf(s: Pick<Session, "project" | "agentName" | "id">): string {
+    return path.join(this.options.sessionsDir, s.project, s.agentName, s.id);
+  }
+
+  consoleLogOf(s: Pick<Session, "project" | "agentName" | "id">): string {
+    return path.join(this.dirOf(s), "console.log");
+  }
+
+  isRunning(s: Session): boolean {
+    return this.running.has(keyOf(s));
+  }
+
+  /** Starts the sandbox of a new (or resumed) session; readiness is awaited by `use`. */
+  start(session: Session, version: Version): void {
+    const key = keyOf(session);
+    if (this.running.has(key) || this.closing) return;
+    const log = new SessionLog(this.consoleLogOf(session), this.options.logMaxBytes);
+    let finish!: () => void;
+    const entry: Running = {
+      ready: Promise.resolve(),
+      done: new Promise<void>((resolve) => (finish = resolve)),
+      idleMs:
+        1000 *
+        Math.min(
+          (
+            version.definition.session_configuration as
+              { idle_timeout_seconds?: number } | undefined
+          )?.idle_timeout_seconds ?? defaultIdleSeconds,
+          this.options.maxIdleSeconds ?? Infinity,
+        ),
+      inFlight: 0,
+      log,
+    };
+    this.running.set(key, entry);
+    entry.ready = this.boot(session, version, entry, finish);
+    entry.ready.catch(() => {}); // observed by `use`
+  }
+
+  private async boot(
+    session: Session,
+    version: Version,
+    entry: Running,
+    finish: () => void,
+  ): Promise<void> {
+    const key = keyOf(session);
+    const fail = async (message: string, exit?: Exit) => {
+      entry.log.status(`start failed: ${message}`);
+      const output = entry.log
+        .tail(20)
+        .filter((l) => l.stream !== "status")
+        .map((l) => l.message);
+      const detail = output.length > 0 ? ` Last output:\n${output.join("\n")}` : "";
+      await this.record(session, {
+        reason: exit?.oomKilled ? "oom" : "start_failed",
+        message: `${message}${detail}`.slice(0, 4000),
+      });
+      this.running.delete(key);
+      finish();
+      throw new Error(message);
+    };
+    const plan = this.planOf(version);
+    if ("error" in plan) return fail(plan.error);
+    const home = this.homeOf(session);
+    let sandbox: Sandbox;
+    try {
+      const warm = (await exists(home)) ? undefined : this.pool.take(plan);
+      entry.log.status(
+        `starting sandbox (${this.driver.name}${warm ? ", warm" : ""}) for version ${version.version}`,
+      );
+      if (warm) {
+        await linkTree(plan.appDir, path.join(warm.dir, "app"));
+        await mkdir(path.dirname(home), { recursive: true, mode: 0o711 });
+        await rename(path.join(warm.dir, "home"), home);
+        sandbox = warm.sandbox;
+        entry.slotDir = warm.dir;
+      } else {
+        await mkdir(home, { recursive: true, mode: 0o700 });
+        await chown(home, this.options.uid, this.options.uid);
+        sandbox = await this.driver.start({
+          id: randomBytes(8).toString("hex"),
+          language: plan.language,
+          interpreter: plan.interpreter,
+          homeDir: home,
+          appDir: plan.appDir,
+          limits: this.limitsOf(version),
+          network: this.options.network,
+        });
+      }
+    } catch (err) {
+      return fail(`the sandbox could not be created: ${(err as Error).message}`);
+    }
+    entry.sandbox = sandbox;
+    sandbox.onOutput((stream, chunk) => entry.log.write(stream, chunk));
+    void sandbox.exited.then((exit) => this.ended(session, entry, exit, finish));
+    if (entry.stopping) {
+      await sandbox.stop(0);
+      throw new Error("the session was stopped while it started");
+    }
+    await sandbox.launch({
+      argv: plan.argv,
+      env: this.envOf(session, version),
+      limits: this.limitsOf(version),
+    });
+    try {
+      await waitUntilReady(
+        sandbox.socketPath,
+        Date.now() + this.options.startTimeoutMs,
+        sandbox.exited,
+      );
+    } catch (err) {
+      if (entry.stopping) throw err;
+      entry.stopping = { reason: "start_failed", message: (err as Error).message };
+      const exit = await sandbox.stop(0);
+      await entry.done;
+      if (exit.oomKilled) throw err;
+      throw err;
+    }
+    entry.log.status("agent is ready");
+    await this.sessions.update(session.project, session.agentName, session.id, {
+      status: "active",
+      stoppedAt: null,
+      termination: null,
+    });
+    this.armIdle(session, entry);
+  }
+
+  /** Records how a sandbox ended, from the service's intent or from its exit. */
+  private async ended(
+    session: Session,
+    entry: Running,
+    exit: Exit,
+    finish: () => void,
+  ): Promise<void> {
+    clearTimeout(entry.idleTimer);
+    entry.log.flush();
+    const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
+    let termination: Termination;
+    if (exit.oomKilled)
+      termination = { reason: "oom", message: `The agent ran out of memory (${how}).` };
+    else if (entry.stopping) termination = entry.stopping;
+    else termination = { reason: "crash", message: `The agent exited unexpectedly (${how}).` };
+    if (termination.reason === "start_failed") {
+      const output = entry.log
+        .tail(20)
+        .filter((l) => l.stream !== "status")
+        .map((l) => l.message);
+      if (output.length > 0)
+        termination = {
+          ...termination,
+          message: `${termination.message} (${how}). Last output:\n${output.join("\n")}`.slice(
+            0,
+            4000,
+          ),
+        };
+    }
+    entry.log.status(`sandbox ended (${how}): ${termination.reason}`);
+    if (entry.slotDir) await rm(entry.slotDir, { recursive: true, force: true });
+    this.running.delete(keyOf(session));
+    await this.record(session, termination).catch((err: unknown) =>
+      this.options.log.error({ err }, "could not record a session's end"),
+    );
+    finish();
+  }
+
+  private async record(session: Session, termination: Termination): Promise<void> {
+    await this.sessions.update(session.project, session.agentName, session.id, {
+      status: statusAfter[termination.reason],
+      stoppedAt: this.clock(),
+      termination,
+    });
+    this.options.log.info(
+      { session: session.id, agent: session.agentName, reason: termination.reason },
+      "session stopped",
+    );
+  }
+
+  /**
+   * One use of the session (a request to its agent, a file operation): counts as activity,
+   * starts the sandbox again when it is not running. Resolves when the agent answers;
+   * the returned `release` ends the use.
+   */
+  async use(
+    session: Session,
+    version: Version,
+  ): Promise<{ sandbox: Sandbox; release: () => void }> {
+    await this.touch(session);
+    this.start(session, version);
+    const entry = this.running.get(keyOf(session));
+    if (!entry) throw new Error("The service is shutting down.");
+    entry.inFlight++;
+    try {
+      await entry.ready;
+    } catch (err) {
+      entry.inFlight--;
+      throw err;
+    }
+    let released = false;
+    return {
+      sandbox: entry.sandbox!,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.inFlight--;
+        this.armIdle(session, entry);
+      },
+    };
+  }
+
+  /** Activity: `last_accessed_at` now, `expires_at` a TTL away, the idle timer restarted. */
+  async touch(session: Session): Promise<Session> {
+    const now = this.clock();
+    const entry = this.running.get(keyOf(session));
+    if (entry) this.armIdle(session, entry);
+    return (
+      (await this.sessions.update(session.project, session.agentName, session.id, {
+        lastAccessedAt: now,
+        expiresAt: now + this.options.ttlSeconds,
+      })) ?? session
+    );
+  }
+
+  private armIdle(session: Session, entry: Running): void {
+    clearTimeout(entry.idleTimer);
+    entry.idleTimer = setTimeout(() => {
+      if (entry.inFlight > 0) return this.armIdle(session, entry);
+      void this.stop(session, {
+        reason: "idle_timeout",
+        message: `No activity for ${entry.idleMs / 1000} s; files are kept and the next use starts the session again.`,
+      });
+    }, entry.idleMs);
+    entry.idleTimer.unref();
+  }
+
+  /** Stops the sandbox (SIGTERM, grace, kill of everything left) and records why. */
+  async stop(
+    session: Pick<Session, "project" | "agentName" | "id">,
+    termination: Termination,
+  ): Promise<void> {
+    const entry = this.running.get(keyOf(session));
+    if (!entry) return;
+    entry.stopping ??= termination;
+    clearTimeout(entry.idleTimer);
+    if (entry.sandbox) await entry.sandbox.stop(this.options.stopGraceMs);
+    await entry.done;
+  }
+
+  /** Stops the session and removes its files; the caller deletes the record. */
+  async remove(session: Session, reason: TerminationReason, message: string): Promise<void> {
+    await this.stop(session, { reason, message });
+    await rm(this.dirOf(session), { recursive: true, force: true });
+  }
+
+  count(project: string, agentName: string, version?: number): Promise<number> {
+    return this.sessions.countLive({ project, agentName, version });
+  }
+
+  async terminate(project: string, agentName: string, version?: number): Promise<void> {
+    for (const s of await this.sessions.all({ project, agentName, version })) {
+      await this.remove(s, "agent_deleted", "The agent or version was deleted.");
+      await this.sessions.delete(s.project, s.agentName, s.id);
+    }
+  }
+
+  /** Sessions past `expires_at`: sandbox stopped, files deleted, status `expired`. */
+  async expire(): Promise<number> {
+    const due = await this.sessions.expiring(this.clock());
+    for (const s of due) {
+      await this.remove(
+        s,
+        "expired",
+        "No activity for the session's lifetime; its files were deleted.",
+      );
+      await this.record(s, {
+        reason: "expired",
+        message: "No activity for the session's lifetime; its files were deleted.",
+      });
+    }
+    return due.length;
+  }
+
+  /** Graceful shutdown: every sandbox stopped (with its grace), the pool emptied. */
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.sweeper);
+    const message = "The service stopped; the session starts again on its next use.";
+    await Promise.all([
+      this.pool.close(),
+      ...[...this.running.keys()].map((key) => {
+        const [project, agentName, id] = key.split("/") as [string, string, string];
+        return this.stop({ project, agentName, id }, { reason: "service_stopped", message });
+      }),
+    ]);
+  }
+
+  limitsOf(version: Version) {
+    const d = version.definition as { cpu?: string; memory?: string };
+    return {
+      cpu: d.cpu ? parseCpu(d.cpu) : 1,
+      memoryBytes: d.memory ? parseMemoryBytes(d.memory) : 512 * 1024 * 1024,
+      pids: this.options.pidsLimit,
+    };
+  }
+
+  private envOf(session: Session, version: Version): Record<string, string> {
+    const own = (version.definition.environment_variables ?? {}) as Record<string, string>;
+    return {
+      PORT: "8088",
+      ...own,
+      FOUNDRY_PROJECT_ENDPOINT: this.options.projectEndpoint(session.project),
+      FOUNDRY_AGENT_NAME: session.agentName,
+      FOUNDRY_AGENT_VERSION: String(version.version),
+      FOUNDRY_AGENT_SESSION_ID: session.id,
+    };
+  }
+}
+
+async function exists(dir: string): Promise<boolean> {
+  return readdir(dir).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Recreates `from` in `to` with hard links: instant, and the code stays read-only. */
+async function linkTree(from: string, to: string): Promise<void> {
+  for (const entry of await readdir(from, { withFileTypes: true })) {
+    const source = path.join(from, entry.name);
+    const target = path.join(to, entry.name);
+    if (entry.isDirectory()) {
+      await mkdir(target, { mode: 0o755 });
+      await linkTree(source, target);
+    } else if (entry.isSymbolicLink()) await symlink(await readlink(source), target);
+    else await link(source, target);
+  }
+}

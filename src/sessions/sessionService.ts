@@ -1,0 +1,218 @@
+import { randomBytes } from "node:crypto";
+import type { CreateSessionBody } from "../contract/requests.js";
+import { AppError, notFound } from "../domain/errors.js";
+import type { Caller } from "../domain/keyService.js";
+import type { Page, PageRequest, Session, SessionStatus, Version } from "../domain/model.js";
+import type { AgentRepository, Clock, SessionRepository } from "../domain/ports.js";
+import type { Sandbox } from "../sandbox/driver.js";
+import type { SessionRuntime } from "./sessionRuntime.js";
+
+export interface SessionLimits {
+  /** Running (creating or active) sessions one identity may have in a project. */
+  perIdentity: number;
+  /** Running sessions one agent may have. */
+  perAgent: number;
+}
+
+export interface SessionServiceDeps {
+  agents: AgentRepository;
+  sessions: SessionRepository;
+  /** The sandbox runtime, or why this host has none. */
+  runtime: SessionRuntime | { unavailable: string };
+  limits: SessionLimits;
+  ttlSeconds: number;
+  clock: Clock;
+}
+
+/** Admin keys see every session, unless they act for an end user. */
+const seesAll = (caller: Caller) => caller.key.admin && caller.userIdentity === undefined;
+
+/**
+ * Sessions of hosted agents (contract §3.5): who may create and see which, the limits, and
+ * the checks before a sandbox starts. The runtime does the running.
+ */
+export class SessionService {
+  constructor(private readonly deps: SessionServiceDeps) {}
+
+  private get runtime(): SessionRuntime {
+    const r = this.deps.runtime;
+    if ("unavailable" in r)
+      throw new AppError(
+        "sandbox_unavailable",
+        `Sessions cannot run on this host: ${r.unavailable}.`,
+      );
+    return r;
+  }
+
+  async create(
+    caller: Caller,
+    project: string,
+    agentName: string,
+    body: CreateSessionBody,
+  ): Promise<Session> {
+    const agent = await this.deps.agents.get(project, agentName);
+    if (!agent) throw notFound(`Agent '${agentName}'`, "agent_name");
+    if (agent.state === "disabled")
+      throw new AppError(
+        "agent_disabled",
+        `Agent '${agentName}' is disabled; enable it to start sessions.`,
+      );
+    const number = Number(body.version_indicator.agent_version);
+    const version = await this.deps.agents.getVersion(project, agentName, number);
+    if (!version)
+      throw notFound(
+        `Version '${number}' of agent '${agentName}'`,
+        "version_indicator.agent_version",
+      );
+    this.checkRunnable(version);
+    const runtime = this.runtime;
+    const { perIdentity, perAgent } = this.deps.limits;
+    if ((await this.deps.sessions.countLive({ project, owner: caller.subject })) >= perIdentity)
+      throw new AppError(
+        "too_many_sessions",
+        `At most ${perIdentity} running sessions per identity; stop or delete one first.`,
+      );
+    if ((await this.deps.sessions.countLive({ project, agentName })) >= perAgent)
+      throw new AppError(
+        "too_many_sessions",
+        `Agent '${agentName}' already has ${perAgent} running sessions, the most allowed.`,
+      );
+    const now = this.deps.clock();
+    const session: Session = {
+      project,
+      agentName,
+      id: body.agent_session_id ?? `sess_${randomBytes(12).toString("hex")}`,
+      version: number,
+      owner: caller.subject,
+      status: "creating",
+      createdAt: now,
+      lastAccessedAt: now,
+      expiresAt: now + this.deps.ttlSeconds,
+      stoppedAt: null,
+      termination: null,
+    };
+    if (!(await this.deps.sessions.insert(session)))
+      throw new AppError(
+        "session_exists",
+        `Agent '${agentName}' already has a session '${session.id}'.`,
+        "agent_session_id",
+      );
+    runtime.start(session, version);
+    return session;
+  }
+
+  private checkRunnable(version: Version): void {
+    const where = `Version '${version.version}' of agent '${version.agentName}'`;
+    if (version.definition.kind !== "hosted")
+      throw new AppError(
+        "agent_not_hosted",
+        `${where} is a '${String(version.definition.kind)}' agent; only hosted agents have sessions.`,
+        "version_indicator.agent_version",
+      );
+    if (version.status !== "active")
+      throw new AppError(
+        "version_not_ready",
+        `${where} is '${version.status}'${version.statusReason ? `: ${version.statusReason.message}` : ""}.`,
+        "version_indicator.agent_version",
+      );
+  }
+
+  /** The session, if the caller may see it: 404 when absent, 403 when another's. */
+  async get(caller: Caller, project: string, agentName: string, id: string): Promise<Session> {
+    const session = await this.deps.sessions.get(project, agentName, id);
+    if (!session) {
+      if (!(await this.deps.agents.get(project, agentName)))
+        throw notFound(`Agent '${agentName}'`, "agent_name");
+      throw notFound(`Session '${id}' of agent '${agentName}'`, "agent_session_id");
+    }
+    if (!seesAll(caller) && session.owner !== caller.subject)
+      throw new AppError(
+        "session_not_accessible",
+        `Session '${id}' belongs to another identity.`,
+        "agent_session_id",
+      );
+    return session;
+  }
+
+  async list(
+    caller: Caller,
+    project: string,
+    agentName: string,
+    page: PageRequest,
+    filter: { status?: SessionStatus; version?: number },
+  ): Promise<Page<Session>> {
+    if (!(await this.deps.agents.get(project, agentName)))
+      throw notFound(`Agent '${agentName}'`, "agent_name");
+    if (!seesAll(caller) && (filter.status || filter.version))
+      throw new AppError(
+        "forbidden",
+        "Only an admin key may filter sessions by status or version.",
+        filter.status ? "status" : "agent_version",
+      );
+    return this.deps.sessions.list(
+      { project, agentName, ...filter, owner: seesAll(caller) ? undefined : caller.subject },
+      page,
+    );
+  }
+
+  async stop(caller: Caller, project: string, agentName: string, id: string): Promise<void> {
+    const session = await this.get(caller, project, agentName, id);
+    await this.runtime.stop(session, {
+      reason: "user_stop",
+      message: "Stopped by request; files are kept and the next use starts it again.",
+    });
+  }
+
+  /** 204 also when absent (the contract's idempotent delete). */
+  async delete(caller: Caller, project: string, agentName: string, id: string): Promise<void> {
+    const session = await this.deps.sessions.get(project, agentName, id);
+    if (!session) return;
+    if (!seesAll(caller) && session.owner !== caller.subject)
+      throw new AppError(
+        "session_not_accessible",
+        `Session '${id}' belongs to another identity.`,
+        "agent_session_id",
+      );
+    await this.runtime.remove(session, "user_stop", "Deleted by request.");
+    await this.deps.sessions.delete(project, agentName, id);
+  }
+
+  /**
+   * A request to the session's agent: starts the sandbox again if it is not running, waits
+   * until the agent answers. `release` must be called when the request is over.
+   */
+  async open(
+    caller: Caller,
+    project: string,
+    agentName: string,
+    id: string,
+  ): Promise<{ session: Session; sandbox: Sandbox; release: () => void }> {
+    const session = await this.get(caller, project, agentName, id);
+    if (session.status === "expired")
+      throw new AppError(
+        "session_not_ready",
+        `Session '${id}' has expired; create a new one.`,
+        "agent_session_id",
+      );
+    const version = await this.deps.agents.getVersion(project, agentName, session.version);
+    if (!version) throw notFound(`Version '${session.version}' of agent '${agentName}'`);
+    try {
+      const { sandbox, release } = await this.runtime.use(session, version);
+      return { session, sandbox, release };
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw new AppError(
+        "session_not_ready",
+        `The agent of session '${id}' did not start: ${(err as Error).message}`,
+        "agent_session_id",
+      );
+    }
+  }
+
+  /** The version a new session gets when a request names none: the endpoint's, else latest. */
+  async defaultVersion(project: string, agentName: string): Promise<string> {
+    const agent = await this.deps.agents.get(project, agentName);
+    if (!agent) throw notFound(`Agent '${agentName}'`, "agent_name");
+    return String(agent.latest.version);
+  }
+}
