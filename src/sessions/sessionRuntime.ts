@@ -51,6 +51,8 @@ interface Running {
   stopping?: Termination;
   idleTimer?: NodeJS.Timeout;
   idleMs: number;
+  /** The agent has answered its readiness check. */
+  answered?: boolean;
   inFlight: number;
   log: SessionLog;
   /** A warm pool directory this sandbox came from, removed with it. */
@@ -253,13 +255,12 @@ export class SessionRuntime implements LiveSessions {
         sandbox.exited,
       );
     } catch (err) {
-      if (entry.stopping) throw err;
-      entry.stopping = { reason: "start_failed", message: (err as Error).message };
-      const exit = await sandbox.stop(0);
+      entry.stopping ??= { reason: "start_failed", message: (err as Error).message };
+      await sandbox.stop(0);
       await entry.done;
-      if (exit.oomKilled) throw err;
       throw err;
     }
+    entry.answered = true;
     entry.log.status("agent is ready");
     await this.sessions.update(session.project, session.agentName, session.id, {
       status: "active",
@@ -283,6 +284,8 @@ export class SessionRuntime implements LiveSessions {
     if (exit.oomKilled)
       termination = { reason: "oom", message: `The agent ran out of memory (${how}).` };
     else if (entry.stopping) termination = entry.stopping;
+    else if (!entry.answered)
+      termination = { reason: "start_failed", message: "The agent exited before it answered" };
     else termination = { reason: "crash", message: `The agent exited unexpectedly (${how}).` };
     if (termination.reason === "start_failed") {
       const output = entry.log

@@ -1,0 +1,360 @@
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import type {
+  AIProjectClient,
+  AgentSessionResource,
+  VersionRefIndicator,
+} from "@azure/ai-projects";
+import { deployFixture } from "../helpers/agents.js";
+import {
+  expectRestError as refused,
+  httpsJson,
+  removeDir,
+  sdk,
+  startServer,
+  type TestServer,
+} from "../helpers/server.js";
+
+/*
+ * Sessions of hosted agents through the official client, each a real bwrap sandbox: create,
+ * get, list, stop, delete, ownership across keys and end users, limits, force delete, idle →
+ * resume with the home intact, and a restart of the service (kill -9) in the middle.
+ */
+
+const v = (n: string): VersionRefIndicator => ({ type: "version_ref", agent_version: n });
+
+let server: TestServer;
+let client: AIProjectClient;
+let unique = 0;
+const newName = () => `sess-${process.pid}-${++unique}`;
+
+const serverEnv = {
+  AGENTHOST_SESSION_MAX_IDLE_SECONDS: "2",
+  AGENTHOST_SESSION_STOP_GRACE_SECONDS: "1",
+  AGENTHOST_WARM_POOL_SIZE: "1",
+  AGENTHOST_MAX_SESSIONS_PER_IDENTITY: "6",
+};
+
+before(async () => {
+  server = await startServer({ env: serverEnv });
+  client = sdk(server, server.adminKey);
+});
+
+after(async () => {
+  await server?.stop();
+  removeDir(server.dataDir);
+});
+
+/** The raw session as the service answers it (with the fields the client drops). */
+async function rawSession(agent: string, id: string, key = server.adminKey) {
+  const r = await httpsJson(
+    server,
+    "GET",
+    `${server.endpoint}/agents/${agent}/endpoint/sessions/${id}?api-version=v1`,
+    { headers: { authorization: `Bearer ${key}` } },
+  );
+  return r.body as Record<string, unknown>;
+}
+
+/** One request to the session's agent (the Responses protocol), as the OpenAI client sends it. */
+async function ask(agent: string, input: string, sessionId?: string, key = server.adminKey) {
+  const r = await httpsJson(
+    server,
+    "POST",
+    `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
+    {
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ input, ...(sessionId ? { agent_session_id: sessionId } : {}) }),
+    },
+  );
+  const output = (r.body.output as { content: { text: string }[] }[] | undefined)?.[0];
+  return { status: r.status, text: output?.content[0]?.text, body: r.body };
+}
+
+async function waitFor(agent: string, id: string, status: string, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await rawSession(agent, id);
+    if (s.status === status) return s;
+    if (Date.now() > deadline) assert.fail(`session ${id} stayed ${String(s.status)}`);
+    await sleep(50);
+  }
+}
+
+/** Processes running in the sandboxes of a data directory (their cgroups, by the service's group). */
+function sandboxProcesses(dataDir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      if (cmd.includes(path.join(dataDir, "sandbox"))) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+describe("sessions", () => {
+  let agent: string;
+  before(async () => {
+    agent = newName();
+    await deployFixture(client, agent, "echo-python");
+  });
+
+  it("creates, gets, lists, stops and deletes a session whose agent answers", async () => {
+    const created = await client.agents.createSession(agent, v("1"));
+    assert.equal(created.status, "creating");
+    assert.match(created.agent_session_id, /^[A-Za-z0-9_-]{8,128}$/);
+    assert.equal((created.version_indicator as VersionRefIndicator).agent_version, "1");
+    assert.ok(created.expires_at.getTime() - created.created_at.getTime() >= 29 * 86400_000);
+
+    const answer = await ask(agent, "hello", created.agent_session_id);
+    assert.equal(answer.status, 200);
+    assert.equal(answer.text, "echo: hello");
+    const got = await client.agents.getSession(agent, created.agent_session_id);
+    assert.equal(got.status, "active");
+
+    const listed: AgentSessionResource[] = [];
+    for await (const s of client.agents.listSessions(agent)) listed.push(s);
+    assert.ok(listed.some((s) => s.agent_session_id === created.agent_session_id));
+
+    await client.agents.stopSession(agent, created.agent_session_id);
+    const stopped = await rawSession(agent, created.agent_session_id);
+    assert.equal(stopped.status, "idle");
+    assert.equal(stopped.termination_reason, "user_stop");
+    assert.equal(typeof stopped.stopped_at, "number");
+
+    await client.agents.deleteSession(agent, created.agent_session_id);
+    await refused(client.agents.getSession(agent, created.agent_session_id), 404, "not_found");
+    await client.agents.deleteSession(agent, created.agent_session_id); // 204 again
+    assert.equal(
+      existsSync(path.join(server.dataDir, "sessions/default", agent, created.agent_session_id)),
+      false,
+      "the session's files are gone",
+    );
+  });
+
+  it("takes a caller's session id once, and refuses bad ids, versions and agents", async () => {
+    const id = `mine-${process.pid}-${unique}`;
+    const s = await client.agents.createSession(agent, v("1"), { agentSessionId: id });
+    assert.equal(s.agent_session_id, id);
+    await refused(
+      client.agents.createSession(agent, v("1"), { agentSessionId: id }),
+      409,
+      "session_exists",
+      "agent_session_id",
+    );
+    await refused(
+      client.agents.createSession(agent, v("1"), { agentSessionId: "no/slash" }),
+      400,
+      "invalid_parameter",
+      "agent_session_id",
+    );
+    await refused(
+      client.agents.createSession(agent, v("9")),
+      404,
+      "not_found",
+      "version_indicator.agent_version",
+    );
+    await refused(client.agents.createSession(`${agent}-none`, v("1")), 404, "not_found");
+    const prompt = newName();
+    await client.agents.create(prompt, { kind: "prompt", model: "gpt-4o" });
+    await refused(client.agents.createSession(prompt, v("1")), 400, "agent_not_hosted");
+    await client.agents.deleteSession(agent, id);
+  });
+
+  it("refuses new sessions of a disabled agent, with a clear code", async () => {
+    const name = newName();
+    await deployFixture(client, name, "echo-python");
+    await httpsJson(server, "POST", `${server.endpoint}/agents/${name}:disable?api-version=v1`, {
+      headers: { authorization: `Bearer ${server.adminKey}` },
+    });
+    await refused(client.agents.createSession(name, v("1")), 409, "agent_disabled");
+  });
+
+  it("pages through sessions with the client's pager, in both orders", async () => {
+    const name = newName();
+    await deployFixture(client, name, "echo-python");
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(
+        (await client.agents.createSession(name, v("1"), { agentSessionId: `page-${i}-${name}` }))
+          .agent_session_id,
+      );
+      await client.agents.stopSession(name, ids.at(-1)!); // stay under the live-session limit
+    }
+    const asc: string[] = [];
+    for await (const s of client.agents.listSessions(name, { limit: 2, order: "asc" }))
+      asc.push(s.agent_session_id);
+    assert.deepEqual(asc, ids);
+    const desc: string[] = [];
+    for await (const s of client.agents.listSessions(name, { limit: 3 }))
+      desc.push(s.agent_session_id);
+    assert.deepEqual(desc, [...ids].reverse());
+    // A cursor naming a deleted session still pages on.
+    await client.agents.deleteSession(name, ids[1]!);
+    const page = await httpsJson(
+      server,
+      "GET",
+      `${server.endpoint}/agents/${name}/endpoint/sessions?api-version=v1&order=asc&after=${ids[1]}`,
+      { headers: { authorization: `Bearer ${server.adminKey}` } },
+    );
+    assert.deepEqual(
+      (page.body.data as { agent_session_id: string }[]).map((s) => s.agent_session_id),
+      ids.slice(2),
+    );
+  });
+
+  it("keeps sessions to their owner: 403 across keys and end users, admins see all", async () => {
+    const key = async (name: string) => {
+      const r = await httpsJson(server, "POST", `${server.origin}/admin/keys`, {
+        headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ project: "default", name }),
+      });
+      return (r.body as { key: string }).key;
+    };
+    const alice = sdk(server, await key("alice"));
+    const bob = sdk(server, await key("bob"));
+    const mine = await alice.agents.createSession(agent, v("1"));
+    await refused(
+      bob.agents.getSession(agent, mine.agent_session_id),
+      403,
+      "session_not_accessible",
+    );
+    await refused(
+      bob.agents.stopSession(agent, mine.agent_session_id),
+      403,
+      "session_not_accessible",
+    );
+    await refused(
+      bob.agents.deleteSession(agent, mine.agent_session_id),
+      403,
+      "session_not_accessible",
+    );
+    const bobs: string[] = [];
+    for await (const s of bob.agents.listSessions(agent)) bobs.push(s.agent_session_id);
+    assert.ok(!bobs.includes(mine.agent_session_id), "another's session is not listed");
+    assert.equal(
+      (await client.agents.getSession(agent, mine.agent_session_id)).agent_session_id,
+      mine.agent_session_id,
+    );
+
+    // The admin key acting for an end user sees only that user's sessions.
+    const asUser = (user: string) => ({
+      requestOptions: { headers: { "x-ms-user-identity": user } },
+    });
+    const carol = await client.agents.createSession(agent, v("1"), asUser("carol@example.com"));
+    await refused(
+      client.agents.getSession(agent, carol.agent_session_id, asUser("dave@example.com")),
+      403,
+      "session_not_accessible",
+    );
+    const daves: string[] = [];
+    for await (const s of client.agents.listSessions(agent, asUser("dave@example.com")))
+      daves.push(s.agent_session_id);
+    assert.deepEqual(daves, []);
+    assert.equal(
+      (await client.agents.getSession(agent, carol.agent_session_id, asUser("carol@example.com")))
+        .status !== undefined,
+      true,
+    );
+    for (const id of [mine.agent_session_id, carol.agent_session_id])
+      await client.agents.deleteSession(agent, id);
+  });
+
+  it("answers 429 past the per-identity limit of running sessions", async () => {
+    const name = newName();
+    await deployFixture(client, name, "echo-python");
+    const userOpts = { requestOptions: { headers: { "x-ms-user-identity": `limit-${name}` } } };
+    const made: string[] = [];
+    for (let i = 0; i < 6; i++)
+      made.push((await client.agents.createSession(name, v("1"), userOpts)).agent_session_id);
+    await refused(client.agents.createSession(name, v("1"), userOpts), 429, "too_many_sessions");
+    for (const id of made) await client.agents.deleteSession(name, id, userOpts);
+  });
+
+  it("deletes an agent with running sessions only with force, stopping them first", async () => {
+    const name = newName();
+    await deployFixture(client, name, "echo-python");
+    const s = await client.agents.createSession(name, v("1"));
+    assert.equal((await ask(name, "hi", s.agent_session_id)).text, "echo: hi");
+    await refused(client.agents.delete(name), 409, "agent_has_live_sessions", "force");
+    await client.agents.delete(name, { force: true });
+    assert.equal(
+      existsSync(path.join(server.dataDir, "sessions/default", name, s.agent_session_id)),
+      false,
+    );
+    await refused(client.agents.getSession(name, s.agent_session_id), 404, "not_found");
+  });
+
+  it("goes idle after its idle timeout with files kept, and resumes on the next use", async () => {
+    const s = await client.agents.createSession(agent, v("1"));
+    assert.equal((await ask(agent, "remember the blue door", s.agent_session_id)).status, 200);
+    const home = path.join(server.dataDir, "sessions/default", agent, s.agent_session_id, "home");
+    assert.equal(statSync(path.join(home, "notes.txt")).uid, 65534, "written as the sandbox uid");
+    const idle = await waitFor(agent, s.agent_session_id, "idle", 10_000);
+    assert.equal(idle.termination_reason, "idle_timeout");
+    assert.equal(typeof idle.stopped_at, "number");
+    const again = await ask(agent, "recall", s.agent_session_id);
+    assert.equal(again.text, "echo: the blue door");
+    assert.equal((await rawSession(agent, s.agent_session_id)).status, "active");
+    await client.agents.deleteSession(agent, s.agent_session_id);
+  });
+
+  it("records a start failure with the agent's own output", async () => {
+    const name = newName();
+    await deployFixture(client, name, "crash-on-start");
+    const s = await client.agents.createSession(name, v("1"));
+    const r = await ask(name, "hi", s.agent_session_id);
+    assert.equal(r.status, 424);
+    assert.equal((r.body.error as { code: string }).code, "session_not_ready");
+    const failed = await rawSession(name, s.agent_session_id);
+    assert.equal(failed.status, "failed");
+    assert.equal(failed.termination_reason, "start_failed");
+    assert.match(String(failed.termination_message), /RuntimeError: boom/);
+  });
+
+  it("records an out-of-memory kill as oom", async () => {
+    const name = newName();
+    await deployFixture(client, name, "memory-hog", { memory: "64Mi" });
+    const s = await client.agents.createSession(name, v("1"));
+    const r = await ask(name, "eat", s.agent_session_id);
+    assert.notEqual(r.status, 200);
+    const dead = await waitFor(name, s.agent_session_id, "failed");
+    assert.equal(dead.termination_reason, "oom");
+  });
+});
+
+describe("a restart of the service", () => {
+  it("leaves no sandbox behind after kill -9, and resumes sessions with their files", async () => {
+    const dataDir = server.dataDir;
+    const name = newName();
+    await deployFixture(client, name, "echo-python");
+    const s = await client.agents.createSession(name, v("1"));
+    assert.equal((await ask(name, "remember 42", s.agent_session_id)).status, 200);
+    assert.ok(sandboxProcesses(dataDir).length > 0, "sandboxes run");
+
+    await server.kill();
+    for (let i = 0; i < 100 && sandboxProcesses(dataDir).length > 0; i++) await sleep(50);
+    assert.deepEqual(sandboxProcesses(dataDir), [], "every sandbox died with the service");
+
+    server = await startServer({ dataDir, env: serverEnv });
+    client = sdk(server, server.adminKey);
+    const after = await rawSession(name, s.agent_session_id);
+    assert.equal(after.status, "idle");
+    assert.equal(after.termination_reason, "service_stopped");
+    assert.equal((await ask(name, "recall", s.agent_session_id)).text, "echo: 42");
+  });
+
+  it("stops every sandbox on a graceful shutdown", async () => {
+    const dataDir = server.dataDir;
+    assert.equal(await server.stop(), 0);
+    assert.deepEqual(sandboxProcesses(dataDir), []);
+    server = await startServer({ dataDir, env: serverEnv });
+  });
+});
