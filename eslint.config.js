@@ -11,4 +11,18 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
     },
   },
+  {
+    // Plain JavaScript run by Node: the in-sandbox loader and the Node fixture agent.
+    files: ["sandbox/**/*.mjs", "test/fixtures/**/*.js"],
+    languageOptions: {
+      globals: {
+        process: "readonly",
+        Buffer: "readonly",
+        URL: "readonly",
+        console: "readonly",
+        require: "readonly",
+      },
+    },
+    rules: { "@typescript-eslint/no-require-imports": "off" },
+  },
 );
