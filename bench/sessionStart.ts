@@ -494,7 +494,10 @@ export async function sessionStartBench(): Promise<Section> {
         row("cold: no pool, createSession → answer", ...service(cold)),
         row("bare bwrap, same profile + `--share-net`, spawn → answer", bare.bwrap),
         row("plain `python3 main.py`, spawn → answer", bare.plain),
-        row(`${sessions} sessions, ${batchSize} at a time, createSession → answer`, ...service(dense.starts)),
+        row(
+          `${sessions} sessions, ${batchSize} at a time, createSession → answer`,
+          ...service(dense.starts),
+        ),
       ],
     },
     notes: [

@@ -50,11 +50,15 @@ export class BwrapDriver implements SandboxDriver {
       ...["--ro-bind", options.appDir, "/app"],
       ...["--bind", options.homeDir, "/home/agent"],
       ...["--bind", run, "/run/agent"],
+      // The root itself (bwrap's tmpfs holding the mount points) read-only too.
+      ...["--remount-ro", "/"],
       ...["--chdir", "/app", "--clearenv", "--uid", "1000", "--gid", "1000"],
       ...["--info-fd", "3", "--block-fd", "4", "--"],
       ...loaderCommand(options, "/opt/agenthost", "/run/agent/http.sock"),
     ];
     const child = spawn("bwrap", args, {
+      // bwrap's own process is the sandbox's pid 1, readable there: it gets no environment.
+      env: {},
       uid: this.host.uid,
       gid: this.host.uid,
       stdio: ["pipe", "pipe", "pipe", "pipe", "pipe"],
