@@ -91,6 +91,10 @@ export class BwrapDriver implements SandboxDriver {
   sweep(): Promise<number> {
     return this.cgroups.sweep();
   }
+
+  dispose(): Promise<void> {
+    return this.cgroups.dispose();
+  }
 }
 
 /** The interpreter command that boots the loader. */

@@ -32,6 +32,8 @@ export interface CgroupHost {
   create(name: string): Promise<Cgroup>;
   /** Kills and removes every group this host created earlier (e.g. before a restart). */
   sweep(): Promise<number>;
+  /** Sweeps, then removes the parent group(s) too (on shutdown). */
+  dispose(): Promise<void>;
 }
 
 const root = "/sys/fs/cgroup";
@@ -174,6 +176,12 @@ class V1Host implements CgroupHost {
     };
   }
 
+  async dispose(): Promise<void> {
+    await this.sweep();
+    for (const parent of [...Object.values(this.parents), this.core])
+      if (parent) await removeDir(parent).catch(() => {});
+  }
+
   async sweep(): Promise<number> {
     const names = await readdir(this.parents.pids, { withFileTypes: true }).catch(() => []);
     let swept = 0;
@@ -189,6 +197,11 @@ class V1Host implements CgroupHost {
 }
 
 class V2Host implements CgroupHost {
+  async dispose(): Promise<void> {
+    await this.sweep();
+    await removeDir(this.parent).catch(() => {});
+  }
+
   readonly layout = "v2";
   private prepared = false;
 

@@ -59,4 +59,6 @@ export interface SandboxDriver {
   start(options: SandboxOptions): Promise<Sandbox>;
   /** Kills what an earlier run of the service left (after a crash). */
   sweep(): Promise<number>;
+  /** After the last sandbox has stopped: removes what the driver keeps on the host. */
+  dispose(): Promise<void>;
 }

@@ -54,6 +54,10 @@ export class ProcessDriver implements SandboxDriver {
   sweep(): Promise<number> {
     return this.cgroups.sweep();
   }
+
+  dispose(): Promise<void> {
+    return this.cgroups.dispose();
+  }
 }
 
 function freePort(): Promise<number> {

@@ -438,6 +438,7 @@ export class SessionRuntime implements LiveSessions {
         return this.stop({ project, agentName, id }, { reason: "service_stopped", message });
       }),
     ]);
+    await this.driver.dispose();
   }
 
   limitsOf(version: Version) {

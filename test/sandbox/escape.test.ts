@@ -192,7 +192,7 @@ describe("sandbox escape attempts", { skip }, () => {
 
   after(async () => {
     await Promise.all([...running].map((sb) => sb.stop(0)));
-    await cgroups?.sweep();
+    await cgroups?.dispose();
     removeDir(dataDir);
   });
 
