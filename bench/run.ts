@@ -3,6 +3,7 @@ import { agentsHttpBench } from "./agentsHttp.js";
 import { codeUploadBench } from "./codeUpload.js";
 import { pagingDeepBench } from "./pagingDeep.js";
 import { renderSection, type Section } from "./report.js";
+import { sessionStartBench } from "./sessionStart.js";
 
 /*
  * `npm run bench` runs every benchmark in turn and prints one markdown report for
@@ -13,6 +14,7 @@ const benches: { name: string; run: () => Promise<Section> }[] = [
   { name: "agents-http", run: agentsHttpBench },
   { name: "paging-deep", run: pagingDeepBench },
   { name: "code-upload", run: codeUploadBench },
+  { name: "session-start", run: sessionStartBench },
 ];
 
 const filter = process.argv[2];

@@ -12,6 +12,7 @@ import {
 import http from "node:http";
 import https from "node:https";
 import { createServer, type AddressInfo } from "node:net";
+import { loadavg } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -26,8 +27,8 @@ import { envInt, fixed, quantile, verdict, type Section } from "./report.js";
  * Session start on the real service over HTTPS, with the echo-python fixture: from
  * createSession (official client) to the agent's answer on the responses endpoint, warm (from
  * the pool) and cold (no pool). Baselines in the same run: the same agent spawned by hand in
- * bwrap with the service's profile, and as a plain python3 process. Then 200 sessions at once:
- * time until all answer, and memory per session.
+ * bwrap with the service's profile, and as a plain python3 process. Then 200 sessions running
+ * at once (started 20 at a time): time until all answer, and memory per session.
  *
  *   node --import tsx bench/sessionStart.ts      (BENCH_STARTS, BENCH_SESSIONS)
  */
@@ -224,12 +225,27 @@ async function withService<T>(
   }
 }
 
-/** Whether the session's sandbox came from the warm pool, from its console log. */
-function startedWarm(server: TestServer, sessionId: string): boolean {
-  const log = path.join(server.dataDir, "sessions/default", agentName, sessionId, "console.log");
-  const started = /"starting sandbox \(([^)]*)\)/.exec(readFileSync(log, "utf8"));
-  if (!started) throw new Error(`no start line in ${log}`);
-  return started[1]!.includes("warm");
+/**
+ * How the session's sandbox started, from the service's status lines in its console log:
+ * from the pool or not, and the time from "starting sandbox" to "agent is ready".
+ */
+function startRecord(server: TestServer, sessionId: string): { warm: boolean; bootMs: number } {
+  const file = path.join(server.dataDir, "sessions/default", agentName, sessionId, "console.log");
+  const lines = readFileSync(file, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { timestamp: string; stream: string; message: string });
+  const status = (prefix: string) => {
+    const line = lines.find((l) => l.stream === "status" && l.message.startsWith(prefix));
+    if (!line) throw new Error(`no '${prefix}' line in ${file}`);
+    return line;
+  };
+  const starting = status("starting sandbox");
+  const ready = status("agent is ready");
+  return {
+    warm: /, warm\)/.test(starting.message),
+    bootMs: Date.parse(ready.timestamp) - Date.parse(starting.timestamp),
+  };
 }
 
 interface Start {
@@ -238,6 +254,8 @@ interface Start {
   ms: number;
   createMs: number;
   warm: boolean;
+  /** From the service's "starting sandbox" to its "agent is ready" (ms resolution). */
+  bootMs: number;
 }
 
 /** createSession, then one request to the new session's agent until it answers. */
@@ -257,7 +275,7 @@ async function startSession(service: Service, input: string): Promise<Start> {
   const ms = performance.now() - t0;
   expectEcho(answer, input);
   const sessionId = session.agent_session_id;
-  return { sessionId, ms, createMs, warm: startedWarm(server, sessionId) };
+  return { sessionId, ms, createMs, ...startRecord(server, sessionId) };
 }
 
 /** `count` sequential starts (after one untimed), each session deleted before the next. */
@@ -365,8 +383,9 @@ const systemBinds = ["/usr", "/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache"
 
 /**
  * bwrap with the service's profile (src/sandbox/bwrapDriver.ts) but running the agent itself:
- * no loader, no info/block fds, no cgroup. And `--share-net`: the agent keeps the host's
- * network so that it can be reached over TCP on its PORT.
+ * no loader (nor its /opt/agenthost and /run/agent binds), no info/block fds, no cgroup. And
+ * `--share-net`: the agent keeps the host's network so that it can be reached over TCP on its
+ * PORT.
  */
 function bwrapArgs(layout: Layout, port: number): string[] {
   return [
@@ -378,6 +397,7 @@ function bwrapArgs(layout: Layout, port: number): string[] {
     ...["--ro-bind", layout.passwd, "/etc/passwd", "--ro-bind", layout.group, "/etc/group"],
     ...["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"],
     ...["--ro-bind", layout.app, "/app", "--bind", layout.home, "/home/agent"],
+    ...["--remount-ro", "/"],
     ...["--chdir", "/app", "--clearenv", "--uid", "1000", "--gid", "1000"],
     ...Object.entries(agentEnv(port, "/home/agent")).flatMap(([k, v]) => ["--setenv", k, v]),
     ...["--", python, "main.py"],
@@ -439,7 +459,8 @@ async function bareStarts(count: number): Promise<{ bwrap: number[]; plain: numb
     const plain: number[] = [];
     for (let i = 0; i <= count; i++) {
       let port = await freePort();
-      const inBwrap = await bareStart("bwrap", bwrapArgs(layout, port), {}, port);
+      // Like the service, bwrap itself (the sandbox's pid 1) gets no environment.
+      const inBwrap = await bareStart("bwrap", bwrapArgs(layout, port), { env: {} }, port);
       port = await freePort();
       const env = agentEnv(port, layout.home);
       const asProcess = await bareStart(python, ["main.py"], { cwd: layout.app, env }, port);
@@ -457,6 +478,7 @@ async function bareStarts(count: number): Promise<{ bwrap: number[]; plain: numb
 /* ---- The report ---- */
 
 export async function sessionStartBench(): Promise<Section> {
+  const loadBefore = loadavg()[0]!;
   const count = envInt("BENCH_STARTS", 50);
   const sessions = envInt("BENCH_SESSIONS", 200);
   const warm = await sequentialStarts(2, count);
@@ -467,17 +489,19 @@ export async function sessionStartBench(): Promise<Section> {
   const p50 = (xs: number[]) => quantile(xs, 0.5);
   const p95 = (xs: number[]) => quantile(xs, 0.95);
   const bwrapP50 = p50(bare.bwrap);
-  const row = (name: string, ms: number[], createMs?: number[]) => [
+  const ofService = (starts: Start[]) => ({
+    ms: starts.map((s) => s.ms),
+    createMs: starts.map((s) => s.createMs),
+    bootMs: starts.map((s) => s.bootMs),
+  });
+  const row = (name: string, t: { ms: number[]; createMs?: number[]; bootMs?: number[] }) => [
     name,
-    String(ms.length),
-    fixed(p50(ms), 1),
-    fixed(p95(ms), 1),
-    createMs ? fixed(p50(createMs), 1) : "–",
-    fixed(p50(ms) / bwrapP50),
-  ];
-  const service = (starts: Start[]): [number[], number[]] => [
-    starts.map((s) => s.ms),
-    starts.map((s) => s.createMs),
+    String(t.ms.length),
+    fixed(p50(t.ms), 1),
+    fixed(p95(t.ms), 1),
+    t.createMs ? fixed(p50(t.createMs), 1) : "–",
+    t.bootMs ? fixed(p50(t.bootMs), 0) : "–",
+    fixed(p50(t.ms) / bwrapP50),
   ];
   const fromPool = (starts: Start[]) => starts.filter((s) => s.warm).length;
   const coldRatio = p50(cold.map((s) => s.ms)) / bwrapP50;
@@ -488,26 +512,35 @@ export async function sessionStartBench(): Promise<Section> {
   return {
     title: "Session start (echo-python) vs the agent started by hand",
     table: {
-      header: ["case", "starts", "p50 ms", "p95 ms", "createSession p50 ms", "p50 ÷ bare bwrap"],
+      header: [
+        "case",
+        "starts",
+        "p50 ms",
+        "p95 ms",
+        "createSession p50 ms",
+        "sandbox → ready p50 ms",
+        "p50 ÷ bare bwrap",
+      ],
       rows: [
-        row("warm: pool of 2, createSession → answer", ...service(warm)),
-        row("cold: no pool, createSession → answer", ...service(cold)),
-        row("bare bwrap, same profile + `--share-net`, spawn → answer", bare.bwrap),
-        row("plain `python3 main.py`, spawn → answer", bare.plain),
+        row("warm: pool of 2, createSession → answer", ofService(warm)),
+        row("cold: no pool, createSession → answer", ofService(cold)),
+        row("bare bwrap, same profile + `--share-net`, spawn → answer", { ms: bare.bwrap }),
+        row("plain `python3 main.py`, spawn → answer", { ms: bare.plain }),
         row(
           `${sessions} sessions, ${batchSize} at a time, createSession → answer`,
-          ...service(dense.starts),
+          ofService(dense.starts),
         ),
       ],
     },
     notes: [
       `Service: the official client's createSession, then POST …/endpoint/protocols/openai/responses?api-version=v1 with {"input":"hi","agent_session_id":…} over HTTPS (kept-alive), until the echo answer; the session is deleted after each start, then ${refillMs} ms pause. One untimed start first in each case.`,
-      `Warm starts taken from the pool (from the session's console log): ${fromPool(warm)} of ${warm.length} with the pool of 2, ${fromPool(cold)} of ${cold.length} without.`,
+      `From the session's console log: whether its sandbox came from the pool (${fromPool(warm)} of ${warm.length} warm starts did, ${fromPool(cold)} of ${cold.length} cold ones), and "sandbox → ready", the service's time from "starting sandbox" to "agent is ready" (the sandbox already starts while createSession answers).`,
       `Baselines: /usr/bin/python3 main.py as uid ${sandboxUid}, spawned by the benchmark and polled every 1 ms with POST /responses over TCP until the first 200; bwrap and plain runs interleaved. The bwrap baseline uses the service's arguments without the loader and the cgroup, and with \`--share-net\` (a new port each start): the service's sandboxes get their own network namespace and are reached through the loader's Unix socket, which TCP from the host cannot reach.`,
       `Target: cold p50 ≤ ${targets.coldToBare}× bare bwrap p50 — ${verdict(coldRatio <= targets.coldToBare)} (${fixed(coldRatio)}).`,
       `Target: warm p50 ≤ ${targets.warmMs} ms — ${verdict(warmP50 <= targets.warmMs)} (${fixed(warmP50, 1)} ms).`,
       `${sessions} concurrent sessions (cpu "${denseLimits.cpu}", memory "${denseLimits.memory}", pool of 2): all answered after ${fixed(dense.allAnsweredMs / 1000, 1)} s (${fromPool(dense.starts)} from the pool); deleting them took ${fixed(dense.deleteMs / 1000, 1)} s.`,
       `Memory per session: ${fixed(mib(perSessionKb), 1)} MiB PSS in ${fixed(perSessionProcs, 1)} processes — sum of PSS (smaps_rollup) of the service's descendants running as uid ${sandboxUid}: ${fixed(mib(dense.before.pssKb), 1)} MiB in ${dense.before.processes} processes with only the pool, ${fixed(mib(dense.during.pssKb), 1)} MiB in ${dense.during.processes} with all sessions, ${fixed(mib(dense.after.pssKb), 1)} MiB in ${dense.after.processes} after deleting them. The service's own RSS grew by ${fixed(mib(dense.serverRssGrowthKb), 1)} MiB.`,
+      `Shared 2-vCPU machine, nothing pinned: load average (1 min) ${fixed(loadBefore)} at the start, ${fixed(loadavg()[0]!)} at the end.`,
     ],
   };
 }
