@@ -19,9 +19,16 @@ SOCKET = sys.argv[1]
 if "--preload" in sys.argv:
     # A warm sandbox has time to spare: import what agents use most, so that the agent's
     # own imports of it cost nothing once it is launched.
+    import asyncio  # noqa: F401
+    import dataclasses  # noqa: F401
+    import datetime  # noqa: F401
     import http.server  # noqa: F401
+    import logging  # noqa: F401
+    import secrets  # noqa: F401
     import socketserver  # noqa: F401
+    import typing  # noqa: F401
     import urllib.request  # noqa: F401
+    import uuid  # noqa: F401
 
 
 def relay(a, b):

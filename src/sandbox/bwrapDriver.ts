@@ -42,6 +42,8 @@ export class BwrapDriver implements SandboxDriver {
       ...["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"],
       ...["--ro-bind", this.host.file("passwd"), "/etc/passwd"],
       ...["--ro-bind", this.host.file("group"), "/etc/group"],
+      ...["--ro-bind", this.host.file("hosts"), "/etc/hosts"],
+      ...["--ro-bind", this.host.file("nsswitch.conf"), "/etc/nsswitch.conf"],
       ...(options.network === "egress"
         ? ["--ro-bind", this.host.file("resolv.conf"), "/etc/resolv.conf"]
         : []),

@@ -36,6 +36,13 @@ export class HostLayout {
       "agent:x:1000:1000:agent:/home/agent:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
     );
     await writeFile(path.join(files, "group"), "agent:x:1000:\nnogroup:x:65534:\n");
+    // Name lookups of the sandbox itself (e.g. Python's HTTPServer asks for its FQDN) are
+    // answered from files, without a DNS round trip.
+    await writeFile(path.join(files, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n");
+    await writeFile(
+      path.join(files, "nsswitch.conf"),
+      "passwd: files\ngroup: files\nhosts: files dns\n",
+    );
     // slirp4netns answers DNS at 10.0.2.3.
     await writeFile(path.join(files, "resolv.conf"), "nameserver 10.0.2.3\n");
     const layout = new HostLayout(root, uid);

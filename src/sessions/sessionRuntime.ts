@@ -179,7 +179,8 @@ export class SessionRuntime implements LiveSessions {
       log,
     };
     this.running.set(key, entry);
-    entry.ready = this.boot(session, version, entry, finish);
+    // Once this start is over (either way), the pool boots replacements.
+    entry.ready = this.boot(session, version, entry, finish).finally(() => this.pool.replenish());
     entry.ready.catch(() => {}); // observed by `use`
   }
 
@@ -208,6 +209,8 @@ export class SessionRuntime implements LiveSessions {
     const plan = this.planOf(version);
     if ("error" in plan) return fail(plan.error);
     const home = this.homeOf(session);
+    const t0 = performance.now();
+    let warmStart = false;
     let sandbox: Sandbox;
     try {
       const warm = (await exists(home)) ? undefined : this.pool.take(plan);
@@ -220,6 +223,7 @@ export class SessionRuntime implements LiveSessions {
         await rename(path.join(warm.dir, "home"), home);
         sandbox = warm.sandbox;
         entry.slotDir = warm.dir;
+        warmStart = true;
       } else {
         await mkdir(home, { recursive: true, mode: 0o700 });
         await chown(home, this.options.uid, this.options.uid);
@@ -243,11 +247,13 @@ export class SessionRuntime implements LiveSessions {
       await sandbox.stop(0);
       throw new Error("the session was stopped while it started");
     }
+    const t1 = performance.now();
     await sandbox.launch({
       argv: plan.argv,
       env: this.envOf(session, version),
       limits: this.limitsOf(version),
     });
+    const t2 = performance.now();
     try {
       await waitUntilReady(
         sandbox.socketPath,
@@ -262,6 +268,17 @@ export class SessionRuntime implements LiveSessions {
     }
     entry.answered = true;
     entry.log.status("agent is ready");
+    const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
+    this.options.log.debug(
+      {
+        session: session.id,
+        warm: warmStart,
+        sandboxMs: ms(t0, t1),
+        launchMs: ms(t1, t2),
+        readyMs: ms(t2, performance.now()),
+      },
+      "session started",
+    );
     await this.sessions.update(session.project, session.agentName, session.id, {
       status: "active",
       stoppedAt: null,

@@ -24,6 +24,7 @@ export interface Runtime {
 export class WarmPool {
   private readonly ready = new Map<string, WarmSandbox[]>();
   private readonly filling = new Set<string>();
+  private readonly runtimes = new Map<string, Runtime>();
   private closed = false;
 
   constructor(
@@ -40,15 +41,27 @@ export class WarmPool {
 
   /** Starts filling the pool for these runtimes (off the caller's path). */
   fill(runtimes: Runtime[]): void {
-    if (this.options.size <= 0) return;
-    for (const runtime of runtimes) void this.refill(runtime);
+    for (const runtime of runtimes) this.runtimes.set(runtime.interpreter, runtime);
+    this.replenish();
   }
 
-  /** A warm sandbox for the runtime, or undefined when none is ready. */
+  /**
+   * A warm sandbox for the runtime, or undefined when none is ready. The pool is not refilled
+   * here: booting a replacement would compete for the CPU with the session being started.
+   * The caller calls `replenish` once its session answers.
+   */
   take(runtime: Runtime): WarmSandbox | undefined {
-    const slot = this.ready.get(runtime.interpreter)?.shift();
-    if (this.options.size > 0) setImmediate(() => void this.refill(runtime));
-    return slot;
+    this.runtimes.set(runtime.interpreter, {
+      language: runtime.language,
+      interpreter: runtime.interpreter,
+    });
+    return this.ready.get(runtime.interpreter)?.shift();
+  }
+
+  /** Tops every runtime up to `size`, in the background. */
+  replenish(): void {
+    if (this.options.size <= 0) return;
+    for (const runtime of this.runtimes.values()) void this.refill(runtime);
   }
 
   private async refill(runtime: Runtime): Promise<void> {
