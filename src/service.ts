@@ -143,6 +143,7 @@ export function createServices(
       runtime: sandboxes,
       limits: { perIdentity: config.maxSessionsPerIdentity, perAgent: config.maxSessionsPerAgent },
       ttlSeconds: config.sessionTtlSeconds,
+      diskQuotaBytes: config.sessionDiskQuotaBytes,
       clock,
     }),
     sandboxes,
@@ -204,6 +205,7 @@ export async function startService(config: Config): Promise<RunningService> {
     https: tls && { cert: tls.cert, key: tls.key },
     foundryFeatures: config.foundryFeatures,
     maxJsonBytes: config.maxJsonBytes,
+    logKeepAliveMs: config.logKeepAliveSeconds * 1000,
     log,
   });
   try {

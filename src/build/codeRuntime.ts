@@ -15,6 +15,8 @@ import { unpackZip, type ZipLimits } from "./zipArchive.js";
 
 export interface RunPlan {
   appDir: string;
+  /** The version's build log (unpack, runtime, dependency install). */
+  buildLog: string;
   language: "python" | "node";
   interpreter: string;
   argv: string[];
@@ -137,6 +139,7 @@ export class CodeRuntime implements HostedCode {
     if (argv.length === 0) return { error: "The entry point names no script." };
     return {
       appDir: path.join(this.dirOf(v), "app"),
+      buildLog: this.buildLogOf(v),
       language: runtime.interpreter.language,
       interpreter: runtime.interpreter.path,
       argv,

@@ -65,6 +65,14 @@ const configSchema = z.object({
     .int()
     .min(4096)
     .default(10 * 1024 * 1024),
+  /** Bytes of files one session's home may hold, checked on every upload. */
+  sessionDiskQuotaBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(1024 * 1024 * 1024),
+  /** A log stream with nothing to say sends a status line this often. */
+  logKeepAliveSeconds: z.coerce.number().min(0.1).default(60),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -115,6 +123,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["maxSessionsPerIdentity", env.AGENTHOST_MAX_SESSIONS_PER_IDENTITY],
     ["maxSessionsPerAgent", env.AGENTHOST_MAX_SESSIONS_PER_AGENT],
     ["sessionLogMaxBytes", env.AGENTHOST_SESSION_LOG_MAX_BYTES],
+    ["sessionDiskQuotaBytes", env.AGENTHOST_SESSION_DISK_QUOTA_BYTES],
+    ["logKeepAliveSeconds", env.AGENTHOST_LOG_KEEPALIVE_SECONDS],
     ["logLevel", env.AGENTHOST_LOG_LEVEL],
   ];
   return Object.fromEntries(entries.filter(([, v]) => v !== undefined && v !== "")) as ConfigInput;

@@ -52,6 +52,10 @@ export const errorCodes = {
     status: 409,
     summary: "The agent already has a session with this `agent_session_id`.",
   },
+  directory_not_empty: {
+    status: 409,
+    summary: "The directory is not empty; repeat with `recursive=true`.",
+  },
   agent_disabled: {
     status: 409,
     summary: "The agent is disabled: it takes no new sessions until it is enabled.",
@@ -73,6 +77,10 @@ export const errorCodes = {
     summary: "The identity or the agent has as many running sessions as the service allows.",
   },
   payload_too_large: { status: 413, summary: "The body is larger than the route accepts." },
+  session_disk_quota_exceeded: {
+    status: 413,
+    summary: "The upload would take the session's home past its disk quota.",
+  },
   unsupported_media_type: { status: 415, summary: "The route does not accept this content type." },
   sandbox_unavailable: {
     status: 501,

@@ -111,6 +111,18 @@ export const listVersionsQuery = z.object({
 });
 export const forceQuery = z.object({ force: booleanQuery.default(false) });
 
+/** Session files: `path` is relative to the home; "/" or "" is the home itself. */
+export const filePathQuery = z.object({ path: z.string() });
+export const listFilesQuery = z.object({
+  ...pageQuery,
+  order: z.enum(["asc", "desc"]).default("asc"),
+  path: z.string().default(""),
+});
+export const deleteFileQuery = z.object({
+  path: z.string(),
+  recursive: booleanQuery.default(false),
+});
+
 export type CreateAgentBody = z.infer<typeof createAgentBody>;
 export type CreateVersionBody = z.infer<typeof createVersionBody>;
 export type UpdateAgentBody = z.infer<typeof updateAgentBody>;

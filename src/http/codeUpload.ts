@@ -96,7 +96,7 @@ export async function readCodeUpload(
 }
 
 /** Reads and discards what is left of a request body (bounded), so the error can be read. */
-async function drain(request: IncomingMessage, limit = 512 * 1024 * 1024): Promise<void> {
+export async function drain(request: IncomingMessage, limit = 512 * 1024 * 1024): Promise<void> {
   request.unpipe();
   if (request.readableEnded) return;
   let seen = 0;

@@ -34,9 +34,10 @@ export function installJsonParsers(app: FastifyInstance): void {
     { parseAs: "string" },
     parseLimited,
   );
-  // Code uploads are streamed by their route (http/codeUpload.ts), not buffered here.
-  app.addContentTypeParser("multipart/form-data", (_request, _payload, done) =>
-    done(null, undefined),
+  // Code uploads and session files are streamed by their routes, not buffered here.
+  app.addContentTypeParser(
+    ["multipart/form-data", "application/octet-stream"],
+    (_request, _payload, done) => done(null, undefined),
   );
 }
 

@@ -16,6 +16,7 @@ import { manifestRoutes } from "./routes/manifestRoutes.js";
 import { codeDownloadRoute, codeUploadHandlers } from "./routes/codeRoutes.js";
 import { versionRoutes } from "./routes/versionRoutes.js";
 import { sessionRoutes } from "./routes/sessionRoutes.js";
+import { sessionFileRoutes } from "./routes/sessionFileRoutes.js";
 import type { SessionService } from "../sessions/sessionService.js";
 
 export interface HttpServices {
@@ -32,6 +33,8 @@ export interface HttpOptions {
   https?: { cert: string; key: string };
   foundryFeatures: FeatureMode;
   maxJsonBytes: number;
+  /** Silence on a log stream is broken by a status line this often (default 60 s). */
+  logKeepAliveMs?: number;
   log: Logger;
 }
 
@@ -77,6 +80,9 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       codeDownloadRoute(project, services.code);
       manifestRoutes(project, services.manifests, services.agents);
       sessionRoutes(project, services.sessions);
+      sessionFileRoutes(project, services.sessions, {
+        keepAliveMs: options.logKeepAliveMs ?? 60_000,
+      });
     },
     { prefix: "/api/projects/:project" },
   );

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, statSync } from "node:fs";
+import { appendFileSync, closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
 import path from "node:path";
 
 export type LogStream = "stdout" | "stderr" | "status";
@@ -11,20 +11,30 @@ export interface LogLine {
   message: string;
 }
 
+/** Gets every new line; `null` once the log has ended (its session was deleted). */
+export type LogListener = (line: LogLine | null) => void;
+
 /** Longest line kept whole; longer output is split. */
-const maxLineBytes = 8192;
+const maxLineChars = 8192;
+/** Lines kept in memory for new subscribers and resumes. */
+export const historyLines = 2000;
+/** How much of the file is read back on open to find the history. */
+const tailBytes = 1024 * 1024;
 
 /**
- * A session's console: the agent's stdout and stderr split into lines, plus status lines
- * from the service, appended to `console.log` (JSON lines) so that the output of a sandbox
- * that died is still there. Past `maxBytes` the file takes no more output, only a note.
+ * A session's console: the agent's stdout and stderr split into lines, plus status lines from
+ * the service. Every line gets the next id, goes to `console.log` (JSON lines, so the output of
+ * a sandbox that died is still there after a restart), to the in-memory history and to every
+ * subscriber. Past `maxBytes` the file takes no more lines, only a note; subscribers still get
+ * them.
  */
 export class SessionLog {
-  private nextId: number;
+  private nextId = 1;
   private bytes: number;
   private capped = false;
   private readonly partial: Record<"stdout" | "stderr", string> = { stdout: "", stderr: "" };
-  private readonly recent: LogLine[] = [];
+  private readonly history: LogLine[] = [];
+  private readonly listeners = new Set<LogListener>();
 
   constructor(
     private readonly file: string,
@@ -32,15 +42,21 @@ export class SessionLog {
   ) {
     mkdirSync(path.dirname(file), { recursive: true });
     this.bytes = sizeOf(file);
-    this.nextId = Date.now() * 1000; // ids stay increasing across restarts of the service
+    this.capped = this.bytes >= maxBytes;
+    for (const line of readTail(file, this.bytes)) this.remember(line);
+    this.nextId = (this.history.at(-1)?.id ?? 0) + 1;
+  }
+
+  /** True when nothing was ever logged (a new session). */
+  get empty(): boolean {
+    return this.bytes === 0 && this.history.length === 0;
   }
 
   /** Raw output of the agent; complete lines are logged, a trailing fragment waits. */
   write(stream: "stdout" | "stderr", chunk: Buffer): void {
-    const text = this.partial[stream] + chunk.toString("utf8").replace(/\0/g, "\uFFFD");
-    const lines = text.split("\n");
+    const lines = (this.partial[stream] + chunk.toString("utf8")).split("\n");
     this.partial[stream] = lines.pop()!;
-    if (this.partial[stream].length > maxLineBytes) {
+    if (this.partial[stream].length > maxLineChars) {
       lines.push(this.partial[stream]);
       this.partial[stream] = "";
     }
@@ -59,27 +75,64 @@ export class SessionLog {
     this.append("status", message);
   }
 
-  /** The last lines logged by this object, oldest first. */
-  tail(n: number): LogLine[] {
-    return this.recent.slice(-n);
+  /** The last lines of output (not status), oldest first. */
+  tailOutput(n: number): string[] {
+    return this.history
+      .filter((l) => l.stream !== "status")
+      .slice(-n)
+      .map((l) => l.message);
   }
 
-  private append(stream: LogStream, message: string): void {
+  /**
+   * The history (after `afterId`, or all of it) and then every new line, in order with
+   * nothing between them lost. Returns the history and the unsubscribe.
+   */
+  subscribe(listener: LogListener, afterId?: number): { history: LogLine[]; close: () => void } {
+    const history =
+      afterId === undefined ? [...this.history] : this.history.filter((l) => l.id > afterId);
+    this.listeners.add(listener);
+    return { history, close: () => this.listeners.delete(listener) };
+  }
+
+  /** The session is gone: subscribers are told and let go. */
+  end(): void {
+    for (const listener of this.listeners) listener(null);
+    this.listeners.clear();
+  }
+
+  get subscribers(): number {
+    return this.listeners.size;
+  }
+
+  private append(stream: LogStream, raw: string): void {
     const line: LogLine = {
       id: this.nextId++,
       timestamp: new Date().toISOString(),
       stream,
-      message: message.replace(/\r$/, ""),
+      // Control characters other than tab are shown, not obeyed (terminals reading the
+      // stream must not be driven by an agent's output).
+      // eslint-disable-next-line no-control-regex
+      message: raw.replace(/\r$/, "").replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, "\uFFFD"),
     };
-    this.recent.push(line);
-    if (this.recent.length > 200) this.recent.shift();
+    this.remember(line);
+    this.persist(line);
+    for (const listener of this.listeners) listener(line);
+  }
+
+  private remember(line: LogLine): void {
+    this.history.push(line);
+    if (this.history.length > historyLines) this.history.shift();
+  }
+
+  private persist(line: LogLine): void {
     if (this.capped) return;
     let text = `${JSON.stringify(line)}\n`;
-    if (this.bytes + text.length > this.maxBytes) {
+    if (this.bytes + Buffer.byteLength(text) > this.maxBytes) {
       this.capped = true;
-      text = `${JSON.stringify({ ...line, stream: "status", message: `log limit of ${this.maxBytes} bytes reached; later output is not kept` })}\n`;
+      const note = `log limit of ${this.maxBytes} bytes reached; later lines are streamed but not kept`;
+      text = `${JSON.stringify({ ...line, stream: "status", message: note })}\n`;
     }
-    this.bytes += text.length;
+    this.bytes += Buffer.byteLength(text);
     appendFileSync(this.file, text);
   }
 }
@@ -92,9 +145,34 @@ function sizeOf(file: string): number {
   }
 }
 
+/** The complete lines of the file's last `tailBytes`. */
+function readTail(file: string, size: number): LogLine[] {
+  if (size === 0) return [];
+  const length = Math.min(size, tailBytes);
+  const buffer = Buffer.alloc(length);
+  const fd = openSync(file, "r");
+  try {
+    readSync(fd, buffer, 0, length, size - length);
+  } finally {
+    closeSync(fd);
+  }
+  const lines = buffer.toString("utf8").split("\n");
+  if (length < size) lines.shift(); // cut in the middle
+  const parsed: LogLine[] = [];
+  for (const text of lines) {
+    if (!text) continue;
+    try {
+      parsed.push(JSON.parse(text) as LogLine);
+    } catch {
+      // a line torn by a crash: skipped
+    }
+  }
+  return parsed.slice(-historyLines);
+}
+
 function split(line: string): string[] {
-  if (line.length <= maxLineBytes) return [line];
+  if (line.length <= maxLineChars) return [line];
   const pieces: string[] = [];
-  for (let i = 0; i < line.length; i += maxLineBytes) pieces.push(line.slice(i, i + maxLineBytes));
+  for (let i = 0; i < line.length; i += maxLineChars) pieces.push(line.slice(i, i + maxLineChars));
   return pieces;
 }

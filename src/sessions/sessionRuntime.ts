@@ -1,5 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { chown, link, mkdir, readdir, readlink, rename, rm, symlink } from "node:fs/promises";
+import {
+  chown,
+  link,
+  mkdir,
+  readFile,
+  readdir,
+  readlink,
+  rename,
+  rm,
+  symlink,
+} from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { RunPlan } from "../build/codeRuntime.js";
@@ -55,6 +65,8 @@ interface Running {
   answered?: boolean;
   inFlight: number;
   log: SessionLog;
+  /** Settles once the session's home is in place (file operations wait for it). */
+  homeReady: Promise<void>;
   /** A warm pool directory this sandbox came from, removed with it. */
   slotDir?: string;
 }
@@ -82,6 +94,8 @@ const keyOf = (s: Pick<Session, "project" | "agentName" | "id">) =>
  */
 export class SessionRuntime implements LiveSessions {
   private readonly running = new Map<string, Running>();
+  /** Consoles of the sessions seen since the service started (kept for subscribers). */
+  private readonly logs = new Map<string, SessionLog>();
   private readonly pool: WarmPool;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
@@ -101,6 +115,10 @@ export class SessionRuntime implements LiveSessions {
       network: options.network,
       log: options.log,
     });
+  }
+
+  get sandboxUid(): number {
+    return this.options.uid;
   }
 
   get driverName(): string {
@@ -153,6 +171,22 @@ export class SessionRuntime implements LiveSessions {
     return path.join(this.dirOf(s), "console.log");
   }
 
+  /** The session's console, read back from its file the first time. */
+  logOf(s: Pick<Session, "project" | "agentName" | "id">): SessionLog {
+    const key = keyOf(s);
+    let log = this.logs.get(key);
+    if (!log) {
+      log = new SessionLog(this.consoleLogOf(s), this.options.logMaxBytes);
+      this.logs.set(key, log);
+    }
+    return log;
+  }
+
+  /** Resolves once a starting session's home exists (at once when it is not starting). */
+  homeReady(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
+    return this.running.get(keyOf(s))?.homeReady ?? Promise.resolve();
+  }
+
   isRunning(s: Session): boolean {
     return this.running.has(keyOf(s));
   }
@@ -161,7 +195,7 @@ export class SessionRuntime implements LiveSessions {
   start(session: Session, version: Version): void {
     const key = keyOf(session);
     if (this.running.has(key) || this.closing) return;
-    const log = new SessionLog(this.consoleLogOf(session), this.options.logMaxBytes);
+    const log = this.logOf(session);
     let finish!: () => void;
     const entry: Running = {
       ready: Promise.resolve(),
@@ -177,10 +211,16 @@ export class SessionRuntime implements LiveSessions {
         ),
       inFlight: 0,
       log,
+      homeReady: Promise.resolve(),
     };
+    let homeReady!: () => void;
+    entry.homeReady = new Promise<void>((resolve) => (homeReady = resolve));
     this.running.set(key, entry);
     // Once this start is over (either way), the pool boots replacements.
-    entry.ready = this.boot(session, version, entry, finish).finally(() => this.pool.replenish());
+    entry.ready = this.boot(session, version, entry, finish, homeReady).finally(() => {
+      homeReady();
+      this.pool.replenish();
+    });
     entry.ready.catch(() => {}); // observed by `use`
   }
 
@@ -189,14 +229,12 @@ export class SessionRuntime implements LiveSessions {
     version: Version,
     entry: Running,
     finish: () => void,
+    homeReady: () => void,
   ): Promise<void> {
     const key = keyOf(session);
     const fail = async (message: string, exit?: Exit) => {
       entry.log.status(`start failed: ${message}`);
-      const output = entry.log
-        .tail(20)
-        .filter((l) => l.stream !== "status")
-        .map((l) => l.message);
+      const output = entry.log.tailOutput(20);
       const detail = output.length > 0 ? ` Last output:\n${output.join("\n")}` : "";
       await this.record(session, {
         reason: exit?.oomKilled ? "oom" : "start_failed",
@@ -208,25 +246,41 @@ export class SessionRuntime implements LiveSessions {
     };
     const plan = this.planOf(version);
     if ("error" in plan) return fail(plan.error);
+    // A new session's console starts with how its version was built.
+    if (entry.log.empty) {
+      const build = await readFile(plan.buildLog, "utf8").catch(() => "");
+      for (const line of build.split("\n").filter(Boolean)) entry.log.status(`build: ${line}`);
+    }
     const home = this.homeOf(session);
     const t0 = performance.now();
     let warmStart = false;
     let sandbox: Sandbox;
     try {
-      const warm = (await exists(home)) ? undefined : this.pool.take(plan);
+      let warm = (await exists(home)) ? undefined : this.pool.take(plan);
+      if (warm) {
+        await mkdir(path.dirname(home), { recursive: true, mode: 0o711 });
+        try {
+          await rename(path.join(warm.dir, "home"), home);
+        } catch {
+          // The home appeared meanwhile (it is never replaced): this start goes cold.
+          const slot = warm;
+          void slot.sandbox.stop(0).then(() => rm(slot.dir, { recursive: true, force: true }));
+          warm = undefined;
+        }
+      }
       entry.log.status(
         `starting sandbox (${this.driver.name}${warm ? ", warm" : ""}) for version ${version.version}`,
       );
       if (warm) {
+        homeReady();
         await linkTree(plan.appDir, path.join(warm.dir, "app"));
-        await mkdir(path.dirname(home), { recursive: true, mode: 0o711 });
-        await rename(path.join(warm.dir, "home"), home);
         sandbox = warm.sandbox;
         entry.slotDir = warm.dir;
         warmStart = true;
       } else {
         await mkdir(home, { recursive: true, mode: 0o700 });
         await chown(home, this.options.uid, this.options.uid);
+        homeReady();
         sandbox = await this.driver.start({
           id: randomBytes(8).toString("hex"),
           language: plan.language,
@@ -305,10 +359,7 @@ export class SessionRuntime implements LiveSessions {
       termination = { reason: "start_failed", message: "The agent exited before it answered" };
     else termination = { reason: "crash", message: `The agent exited unexpectedly (${how}).` };
     if (termination.reason === "start_failed") {
-      const output = entry.log
-        .tail(20)
-        .filter((l) => l.stream !== "status")
-        .map((l) => l.message);
+      const output = entry.log.tailOutput(20);
       if (output.length > 0)
         termination = {
           ...termination,
@@ -412,6 +463,10 @@ export class SessionRuntime implements LiveSessions {
   /** Stops the session and removes its files; the caller deletes the record. */
   async remove(session: Session, reason: TerminationReason, message: string): Promise<void> {
     await this.stop(session, { reason, message });
+    const log = this.logs.get(keyOf(session));
+    log?.status(`session deleted (${reason}): ${message}`);
+    log?.end();
+    this.logs.delete(keyOf(session));
     await rm(this.dirOf(session), { recursive: true, force: true });
   }
 

@@ -6,6 +6,9 @@ import type { Page, PageRequest, Session, SessionStatus, Version } from "../doma
 import type { AgentRepository, Clock, SessionRepository } from "../domain/ports.js";
 import type { Sandbox } from "../sandbox/driver.js";
 import type { SessionRuntime } from "./sessionRuntime.js";
+import { SessionHome } from "./sessionFiles.js";
+import type { SessionLog } from "./sessionLog.js";
+import { chown, mkdir } from "node:fs/promises";
 
 export interface SessionLimits {
   /** Running (creating or active) sessions one identity may have in a project. */
@@ -21,6 +24,7 @@ export interface SessionServiceDeps {
   runtime: SessionRuntime | { unavailable: string };
   limits: SessionLimits;
   ttlSeconds: number;
+  diskQuotaBytes: number;
   clock: Clock;
 }
 
@@ -207,6 +211,54 @@ export class SessionService {
         "agent_session_id",
       );
     }
+  }
+
+  /**
+   * The session's home for a file operation (contract §3.6): the caller must own the session;
+   * any state but `expired` will do (the home is on disk); the operation counts as activity.
+   */
+  async home(caller: Caller, project: string, agentName: string, id: string): Promise<SessionHome> {
+    const session = await this.get(caller, project, agentName, id);
+    if (session.status === "expired")
+      throw notFound(`Session '${id}' has expired and its files`, "agent_session_id");
+    const runtime = this.runtime;
+    await runtime.touch(session);
+    await runtime.homeReady(session);
+    const dir = runtime.homeOf(session);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chown(dir, runtime.sandboxUid, runtime.sandboxUid);
+    return new SessionHome(dir, runtime.sandboxUid);
+  }
+
+  /** Bytes an upload may still add to a home, or the error when the quota is used up. */
+  async quotaLeft(home: SessionHome, declared: number | undefined): Promise<number> {
+    const left = this.deps.diskQuotaBytes - (await home.usage());
+    if (left <= 0 || (declared !== undefined && declared > left)) throw this.quotaError();
+    return left;
+  }
+
+  quotaError(): AppError {
+    return new AppError(
+      "session_disk_quota_exceeded",
+      `A session's home holds at most ${this.deps.diskQuotaBytes} bytes; delete files first.`,
+    );
+  }
+
+  /** The console of a session of this version (contract §3.7); 404 for another version. */
+  async log(
+    caller: Caller,
+    project: string,
+    agentName: string,
+    version: string,
+    id: string,
+  ): Promise<SessionLog> {
+    const session = await this.get(caller, project, agentName, id);
+    if (String(session.version) !== version)
+      throw notFound(
+        `Session '${id}' of version '${version}' of agent '${agentName}'`,
+        "session_id",
+      );
+    return this.runtime.logOf(session);
   }
 
   /** The version a new session gets when a request names none: the endpoint's, else latest. */
