@@ -11,13 +11,13 @@ export interface LogLine {
   message: string;
 }
 
-/** Gets every new line; `null` once the log has ended (its session was deleted). */
+/** Told of every new line; `null` once the log has ended (its session was deleted). */
 export type LogListener = (line: LogLine | null) => void;
 
 /** Longest line kept whole; longer output is split. */
 const maxLineChars = 8192;
-/** Lines kept in memory for new subscribers and resumes. */
-export const historyLines = 2000;
+/** Lines kept in memory for new subscribers, resumes and subscribers catching up. */
+export const historyLines = 10_000;
 /** How much of the file is read back on open to find the history. */
 const tailBytes = 1024 * 1024;
 
@@ -83,15 +83,21 @@ export class SessionLog {
       .map((l) => l.message);
   }
 
-  /**
-   * The history (after `afterId`, or all of it) and then every new line, in order with
-   * nothing between them lost. Returns the history and the unsubscribe.
-   */
-  subscribe(listener: LogListener, afterId?: number): { history: LogLine[]; close: () => void } {
-    const history =
-      afterId === undefined ? [...this.history] : this.history.filter((l) => l.id > afterId);
+  /** Calls `listener` for every new line until the returned function is called. */
+  subscribe(listener: LogListener): () => void {
     this.listeners.add(listener);
-    return { history, close: () => this.listeners.delete(listener) };
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Id of the oldest line still in the history (the next id when it is empty). */
+  get firstId(): number {
+    return this.history[0]?.id ?? this.nextId;
+  }
+
+  /** Lines of the history after `id`, at most `max` (ids are consecutive). */
+  since(id: number, max: number): LogLine[] {
+    const start = Math.max(0, id + 1 - this.firstId);
+    return this.history.slice(start, start + max);
   }
 
   /** The session is gone: subscribers are told and let go. */

@@ -14,8 +14,6 @@ type LogParams = SessionParams & { version: string };
 
 /** Session files are at most 50 MiB (contract §3.6). */
 export const maxSessionFileBytes = 50 * 1024 * 1024;
-/** Lines a slow log subscriber may fall behind before lines are dropped for it. */
-const subscriberQueue = 1000;
 
 const shown = (parts: string[]) => parts.join("/") || ".";
 
@@ -156,8 +154,9 @@ function pageByName(
 
 /**
  * Server-sent events of a session's console: the history (after `Last-Event-ID`, when sent),
- * then every new line. A subscriber that cannot keep up is never waited for: past a bounded
- * queue its lines are dropped and it is told how many. Silence is broken by a status line.
+ * then every new line. Every subscriber reads from the session's one shared history with its
+ * own cursor, so none is ever waited for and none holds a copy: a subscriber that falls
+ * behind the history is told how many lines it missed. Silence is broken by a status line.
  */
 function streamLog(
   reply: FastifyReply,
@@ -182,44 +181,47 @@ function streamLog(
   const status = (message: string) =>
     frame({ timestamp: new Date().toISOString(), stream: "status", message });
 
-  const queue: string[] = [];
+  /** Id of the last line sent. */
+  let cursor = after ?? log.firstId - 1;
   let blocked = false;
-  let missed = 0;
   let ended = false;
-  const keepAlive = setInterval(
-    () => send(status(`No logs since last ${Math.round(keepAliveMs / 1000)} seconds`)),
-    keepAliveMs,
-  );
-  const send = (text: string) => {
-    if (ended) return;
-    if (blocked) {
-      if (queue.length < subscriberQueue) queue.push(text);
-      else missed++;
-      return;
-    }
+  const write = (text: string) => {
     blocked = !res.write(text);
     keepAlive.refresh();
   };
-  res.on("drain", () => {
-    blocked = false;
-    while (!blocked && queue.length > 0) blocked = !res.write(queue.shift()!);
-    if (!blocked && missed > 0) {
-      blocked = !res.write(status(`${missed} lines were not sent: this client read too slowly`));
-      missed = 0;
+  /** Sends what the client has not seen yet, while its connection takes more. */
+  const pump = () => {
+    while (!blocked && !ended) {
+      if (cursor + 1 < log.firstId) {
+        const missed = log.firstId - cursor - 1;
+        cursor = log.firstId - 1;
+        write(
+          status(`${missed} lines were not sent: this client read too slowly or resumed too late`),
+        );
+        continue;
+      }
+      const lines = log.since(cursor, 256);
+      if (lines.length === 0) return;
+      cursor = lines.at(-1)!.id;
+      write(lines.map(frame).join(""));
     }
-  });
+  };
+  const keepAlive = setInterval(() => {
+    if (!blocked) write(status(`No logs since last ${Math.round(keepAliveMs / 1000)} seconds`));
+  }, keepAliveMs);
   const finish = () => {
     if (ended) return;
     ended = true;
     clearInterval(keepAlive);
-    subscription.close();
+    unsubscribe();
     res.end();
   };
-  const subscription = log.subscribe((line) => {
-    if (line === null) finish();
-    else send(frame(line));
-  }, after);
-  send(status("Connected to the session's console"));
-  for (const line of subscription.history) send(frame(line));
+  const unsubscribe = log.subscribe((line) => (line === null ? (pump(), finish()) : pump()));
+  res.on("drain", () => {
+    blocked = false;
+    pump();
+  });
   res.on("close", finish);
+  write(status("Connected to the session's console"));
+  pump();
 }
