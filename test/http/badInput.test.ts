@@ -756,3 +756,77 @@ describe("forward compatibility: unknown content is stored and echoed", () => {
     assert.deepEqual(got.json<{ definition: Json }>().definition, definition);
   });
 });
+
+describe("sessions and session files", () => {
+  const sessions = (name: string) => `/agents/${name}/endpoint/sessions`;
+  const files = (name: string) => `${sessions(name)}/s-12345678/files`;
+
+  for (const [label, body, param] of [
+    ["no version_indicator", {}, "version_indicator"],
+    ["a version_indicator that is a string", { version_indicator: "1" }, "version_indicator"],
+    [
+      "an unknown indicator type",
+      { version_indicator: { type: "latest", agent_version: "1" } },
+      "version_indicator.type",
+    ],
+    [
+      "a version that is not a number",
+      { version_indicator: { type: "version_ref", agent_version: "one" } },
+      "version_indicator.agent_version",
+    ],
+    [
+      "a session id with a slash",
+      {
+        version_indicator: { type: "version_ref", agent_version: "1" },
+        agent_session_id: "a/bcdefgh",
+      },
+      "agent_session_id",
+    ],
+    [
+      "a session id too short",
+      { version_indicator: { type: "version_ref", agent_version: "1" }, agent_session_id: "short" },
+      "agent_session_id",
+    ],
+  ] as const) {
+    it(`refuses a session with ${label}, naming '${param}'`, async () => {
+      const name = await createAgent();
+      const res = await send("POST", api(sessions(name)), { body: body as unknown as Json });
+      expectError(res, 400, ["missing_parameter", "invalid_parameter"], param);
+    });
+  }
+
+  it("refuses bad paging and filters on the session list", async () => {
+    const name = await createAgent();
+    invalid(await send("GET", api(sessions(name), "limit=0")), "limit");
+    invalid(await send("GET", api(sessions(name), "status=sleeping")), "status");
+  });
+
+  for (const [query, param] of [
+    ["", "path"],
+    ["path=..%2Fx", "path"],
+    ["path=a%2F..%2F..%2Fx", "path"],
+    ["path=a%00b", "path"],
+    [`path=${"n".repeat(256)}`, "path"],
+    ["path=a&recursive=maybe", "recursive"],
+  ] as const) {
+    it(`refuses a file delete with '${query.slice(0, 30)}', naming '${param}'`, async () => {
+      const name = await createAgent();
+      const res = await send("DELETE", api(files(name), query));
+      expectError(res, 400, ["missing_parameter", "invalid_parameter"], param);
+    });
+  }
+
+  it("refuses a file listing with bad paging or a traversing path", async () => {
+    const name = await createAgent();
+    invalid(await send("GET", api(files(name), "limit=101")), "limit");
+    invalid(await send("GET", api(files(name), "path=..")), "path");
+  });
+
+  it("refuses a session of a prompt agent: sessions are for hosted agents", async () => {
+    const name = await createAgent();
+    const res = await send("POST", api(sessions(name)), {
+      body: { version_indicator: { type: "version_ref", agent_version: "1" } },
+    });
+    expectError(res, 400, "agent_not_hosted", "version_indicator.agent_version");
+  });
+});
