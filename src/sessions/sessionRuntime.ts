@@ -483,6 +483,9 @@ export class SessionRuntime implements LiveSessions {
 
   /** Sessions past `expires_at`: sandbox stopped, files deleted, status `expired`. */
   async expire(): Promise<number> {
+    // Consoles nobody writes or reads are let go (they are read back from disk when needed).
+    for (const [key, log] of this.logs)
+      if (!this.running.has(key) && log.subscribers === 0) this.logs.delete(key);
     const due = await this.sessions.expiring(this.clock());
     for (const s of due) {
       await this.remove(
