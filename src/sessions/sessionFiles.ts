@@ -13,7 +13,7 @@ const fstat = promisify(fs.fstat);
 const fchown = promisify(fs.fchown);
 const fsync = promisify(fs.fsync);
 
-const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_WRONLY, O_CREAT, O_EXCL } = constants;
+const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, O_WRONLY, O_CREAT, O_EXCL } = constants;
 
 export interface DirectoryEntry {
   name: string;
@@ -138,7 +138,10 @@ export class SessionHome {
       } finally {
         await close(fd).catch(() => {});
       }
-      await rename(viaFd(dir, temp), viaFd(dir, name));
+      await rename(viaFd(dir, temp), viaFd(dir, name)).catch(async (err) => {
+        await unlink(viaFd(dir, temp)).catch(() => {});
+        throw pathError(err); // e.g. the agent made a directory of that name meanwhile
+      });
       return written;
     } finally {
       await close(dir).catch(() => {});
@@ -150,15 +153,26 @@ export class SessionHome {
     const dir = await this.openDir(parts.slice(0, -1));
     try {
       if (parts.length === 0) throw isDirectory(parts);
-      const fd = await openNoFollow(viaFd(dir, parts.at(-1)!), O_RDONLY).catch((err) => {
-        throw pathError(err);
-      });
-      const stat = await fstat(fd);
-      if (stat.isDirectory()) {
-        await close(fd);
-        throw isDirectory(parts);
+      // O_NONBLOCK: a FIFO the agent made must not hold the request (and a thread) forever.
+      const fd = await openNoFollow(viaFd(dir, parts.at(-1)!), O_RDONLY | O_NONBLOCK).catch(
+        (err) => {
+          throw pathError(err);
+        },
+      );
+      try {
+        const stat = await fstat(fd);
+        if (stat.isDirectory()) throw isDirectory(parts);
+        if (!stat.isFile())
+          throw new AppError(
+            "invalid_parameter",
+            `'${parts.join("/")}' is not a regular file.`,
+            "path",
+          );
+        return { stream: createReadStream("", { fd }), size: stat.size };
+      } catch (err) {
+        await close(fd).catch(() => {});
+        throw err;
       }
-      return { stream: createReadStream("", { fd }), size: stat.size };
     } finally {
       await close(dir).catch(() => {});
     }
@@ -215,6 +229,8 @@ export class SessionHome {
         await close(child).catch(() => {});
       }
       await rmdir(viaFd(dir, name));
+    } catch (err) {
+      throw pathError(err); // e.g. the agent added files while they were being deleted
     } finally {
       await close(dir).catch(() => {});
     }
@@ -291,6 +307,19 @@ function pathError(err: unknown): unknown {
     return new AppError(
       "invalid_parameter",
       "The path goes through a symbolic link or a file; only real directories of the home are followed.",
+      "path",
+    );
+  if (code === "ENXIO")
+    return new AppError(
+      "invalid_parameter",
+      "The path names a socket or device, not a file.",
+      "path",
+    );
+  if (code === "EISDIR") return new AppError("conflict", "The path names a directory.", "path");
+  if (code === "ENOTEMPTY")
+    return new AppError(
+      "directory_not_empty",
+      "The directory is not empty (it changed meanwhile).",
       "path",
     );
   if (code === "ENAMETOOLONG")
