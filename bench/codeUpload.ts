@@ -3,12 +3,13 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import path from "node:path";
-import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { makeZip } from "../test/helpers/zip.js";
 import {
   benchAdminKey,
+  measureRss,
   removeDir,
+  rss,
   startAgenthost,
   tempDir,
   type ChildServer,
@@ -24,28 +25,6 @@ import { envInt, fixed, verdict, type Section } from "./report.js";
  */
 
 const targets = { share: 0.5, rssMb: 64 };
-
-/** The server's resident memory now, from /proc (bytes). */
-function rss(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) * 1024 : NaN;
-}
-
-/** Samples RSS every 10 ms while `work` runs; returns its duration and the peak RSS. */
-async function measure<T>(
-  pid: number,
-  work: () => Promise<T>,
-): Promise<{ ms: number; peak: number; value: T }> {
-  let peak = rss(pid);
-  const timer = setInterval(() => (peak = Math.max(peak, rss(pid))), 10);
-  const t0 = performance.now();
-  try {
-    const value = await work();
-    return { ms: performance.now() - t0, peak: Math.max(peak, rss(pid)), value };
-  } finally {
-    clearInterval(timer);
-  }
-}
 
 function upload(server: ChildServer, name: string, zipFile: string, sha: string, size: number) {
   const boundary = "----agenthostBench";
@@ -131,16 +110,16 @@ export async function codeUploadBench(): Promise<Section> {
     let worstShare = Infinity;
     let worstRss = 0;
     for (let round = 1; round <= rounds; round++) {
-      const cp = await measure(server.pid, async () => {
+      const cp = await measureRss(server.pid, async () => {
         const r = spawnSync("cp", [zipFile, path.join(work, `copy-${round}.zip`)]);
         if (r.status !== 0) throw new Error("cp failed");
       });
       const base = rss(server.pid);
-      const up = await measure(server.pid, () =>
+      const up = await measureRss(server.pid, () =>
         upload(server, `bench-${round}`, zipFile, sha, size),
       );
       if (up.value !== 200) throw new Error(`upload answered ${up.value}`);
-      const down = await measure(server.pid, () => download(server, `bench-${round}`));
+      const down = await measureRss(server.pid, () => download(server, `bench-${round}`));
       if (down.value.sha !== sha) throw new Error("download differs from upload");
       const mbps = (ms: number) => size / 1024 / 1024 / (ms / 1000);
       const growth = (Math.max(up.peak, down.peak) - base) / 1024 / 1024;

@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
+import { performance } from "node:perf_hooks";
 
 /* Child servers and temp dirs for the benchmarks, cleaned up even when a bench fails. */
 
@@ -152,7 +153,7 @@ export function startBareFastify(tlsDir: string): Promise<ChildServer> {
  * utime + stime of a process from /proc (Linux), in seconds. Shows whether the server or the
  * load generator was the limit: a server below ~100 % of one core was not saturated.
  */
-function cpuSeconds(pid: number | undefined): number {
+export function cpuSeconds(pid: number | undefined): number {
   const file = `/proc/${pid}/stat`;
   if (pid === undefined || !existsSync(file)) return NaN;
   // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
@@ -160,4 +161,31 @@ function cpuSeconds(pid: number | undefined): number {
   const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
   const ticksPerSecond = 100; // USER_HZ, 100 on every mainstream Linux build
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+}
+
+/** A process's resident memory now, from /proc/<pid>/status (bytes; NaN once it is gone). */
+export function rss(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Runs `work` while sampling the RSS of `pid` every `everyMs`; its duration and the peak. */
+export async function measureRss<T>(
+  pid: number,
+  work: () => Promise<T>,
+  everyMs = 10,
+): Promise<{ ms: number; peak: number; value: T }> {
+  let peak = rss(pid);
+  const timer = setInterval(() => (peak = Math.max(peak, rss(pid))), everyMs);
+  const t0 = performance.now();
+  try {
+    const value = await work();
+    return { ms: performance.now() - t0, peak: Math.max(peak, rss(pid)), value };
+  } finally {
+    clearInterval(timer);
+  }
 }

@@ -3,6 +3,7 @@ import { agentsHttpBench } from "./agentsHttp.js";
 import { codeUploadBench } from "./codeUpload.js";
 import { pagingDeepBench } from "./pagingDeep.js";
 import { renderSection, type Section } from "./report.js";
+import { sessionFilesBench } from "./sessionFiles.js";
 import { sessionStartBench } from "./sessionStart.js";
 
 /*
@@ -10,11 +11,13 @@ import { sessionStartBench } from "./sessionStart.js";
  * BENCHMARKS.md. `npm run bench -- paging` runs only the benchmarks whose name contains "paging".
  */
 
-const benches: { name: string; run: () => Promise<Section> }[] = [
+/** A benchmark reports one section, or several when it measures several things. */
+const benches: { name: string; run: () => Promise<Section | Section[]> }[] = [
   { name: "agents-http", run: agentsHttpBench },
   { name: "paging-deep", run: pagingDeepBench },
   { name: "code-upload", run: codeUploadBench },
   { name: "session-start", run: sessionStartBench },
+  { name: "session-files", run: sessionFilesBench },
 ];
 
 const filter = process.argv[2];
@@ -25,5 +28,7 @@ const machine = `${cpus().length} vCPU (${cpus()[0]?.model.trim() ?? "unknown"})
 process.stdout.write(`# agenthost benchmarks\n\n${new Date().toISOString()} — ${machine}\n\n`);
 for (const bench of selected) {
   process.stderr.write(`running ${bench.name}…\n`);
-  process.stdout.write(renderSection(await bench.run()) + "\n");
+  for (const section of [await bench.run()].flat()) {
+    process.stdout.write(renderSection(section) + "\n");
+  }
 }

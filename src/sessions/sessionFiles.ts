@@ -122,7 +122,9 @@ export class SessionHome {
         throw new AppError("conflict", `'${parts.join("/")}' is a directory.`, "path");
       const fd = await openFd(viaFd(dir, temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
       await fchown(fd, this.uid, this.uid);
+      // Large buffers: one write per MiB instead of one per network chunk.
       const count = new Transform({
+        highWaterMark: 1024 * 1024,
         transform(chunk: Buffer, _encoding, done) {
           written += chunk.length;
           if (written > maxBytes) done(tooLarge());
@@ -130,7 +132,11 @@ export class SessionHome {
         },
       });
       try {
-        await pipeline(source, count, createWriteStream("", { fd, autoClose: false }));
+        await pipeline(
+          source,
+          count,
+          createWriteStream("", { fd, autoClose: false, highWaterMark: 1024 * 1024 }),
+        );
         await fsync(fd);
       } catch (err) {
         await unlink(viaFd(dir, temp)).catch(() => {});
@@ -168,7 +174,10 @@ export class SessionHome {
             `'${parts.join("/")}' is not a regular file.`,
             "path",
           );
-        return { stream: createReadStream("", { fd }), size: stat.size };
+        return {
+          stream: createReadStream("", { fd, highWaterMark: 1024 * 1024 }),
+          size: stat.size,
+        };
       } catch (err) {
         await close(fd).catch(() => {});
         throw err;

@@ -152,6 +152,26 @@ function pageByName(
   return { items, hasMore: list.length > q.limit };
 }
 
+function frameOf(line: Omit<LogLine, "id"> & { id?: number }): string {
+  const data = JSON.stringify({
+    timestamp: line.timestamp,
+    stream: line.stream,
+    message: line.message,
+  });
+  return `${line.id !== undefined ? `id: ${line.id}\n` : ""}event: log\ndata: ${data}\n\n`;
+}
+
+/** A history line's frame, built once however many clients it goes to. */
+const frames = new WeakMap<LogLine, string>();
+function sharedFrame(line: LogLine): string {
+  let text = frames.get(line);
+  if (text === undefined) {
+    text = frameOf(line);
+    frames.set(line, text);
+  }
+  return text;
+}
+
 /**
  * Server-sent events of a session's console: the history (after `Last-Event-ID`, when sent),
  * then every new line. Every subscriber reads from the session's one shared history with its
@@ -172,14 +192,8 @@ function streamLog(
     connection: "keep-alive",
     "x-accel-buffering": "no",
   });
-  const frame = (line: Omit<LogLine, "id"> & { id?: number }) =>
-    `${line.id !== undefined ? `id: ${line.id}\n` : ""}event: log\ndata: ${JSON.stringify({
-      timestamp: line.timestamp,
-      stream: line.stream,
-      message: line.message,
-    })}\n\n`;
   const status = (message: string) =>
-    frame({ timestamp: new Date().toISOString(), stream: "status", message });
+    frameOf({ timestamp: new Date().toISOString(), stream: "status", message });
 
   /** Id of the last line sent. */
   let cursor = after ?? log.firstId - 1;
@@ -203,7 +217,7 @@ function streamLog(
       const lines = log.since(cursor, 256);
       if (lines.length === 0) return;
       cursor = lines.at(-1)!.id;
-      write(lines.map(frame).join(""));
+      write(lines.map(sharedFrame).join(""));
     }
   };
   const keepAlive = setInterval(() => {
@@ -216,7 +230,20 @@ function streamLog(
     unsubscribe();
     res.end();
   };
-  const unsubscribe = log.subscribe((line) => (line === null ? (pump(), finish()) : pump()));
+  // Lines arriving together are sent together: one write per burst, not per line.
+  let scheduled = false;
+  const unsubscribe = log.subscribe((line) => {
+    if (line === null) {
+      pump();
+      finish();
+    } else if (!scheduled) {
+      scheduled = true;
+      setImmediate(() => {
+        scheduled = false;
+        pump();
+      });
+    }
+  });
   res.on("drain", () => {
     blocked = false;
     pump();
