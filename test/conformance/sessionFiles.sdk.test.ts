@@ -52,7 +52,7 @@ after(async () => {
 const newSession = async (name = agent) =>
   (
     await client.agents.createSession(name, v("1"), {
-      agentSessionId: `f${++unique}-${process.pid}`,
+      agentSessionId: `files-${++unique}-${process.pid}`,
     })
   ).agent_session_id;
 
