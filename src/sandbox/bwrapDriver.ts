@@ -151,11 +151,14 @@ async function attachNetwork(
       "--disable-host-loopback",
       "--ready-fd=3",
       "--exit-fd=4",
+      // slirp4netns confines itself: its own mount namespace, no capabilities, a seccomp filter.
+      "--enable-sandbox",
+      "--enable-seccomp",
       "--netns-type=path",
       `/proc/${childPid}/ns/net`,
       "tap0",
     ],
-    { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
+    { env: {}, stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
   );
   sandbox.holdUntilExit(slirp);
   await place(slirp.pid!);
