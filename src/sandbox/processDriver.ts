@@ -22,9 +22,7 @@ export class ProcessDriver implements SandboxDriver {
   ) {}
 
   async start(options: SandboxOptions): Promise<SandboxProcess> {
-    const run = await this.host.makeRunDir(options.id);
-    const cgroup = await this.cgroups.create(`s-${options.id}`);
-    await cgroup.setLimits(options.limits);
+    const { run, cgroup } = await this.host.prepare(this.cgroups, options);
     const [command, ...args] = loaderCommand(
       options,
       this.host.file("."),

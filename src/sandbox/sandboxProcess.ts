@@ -4,7 +4,7 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import type { Cgroup } from "./cgroups.js";
+import type { Cgroup, CgroupHost, Limits } from "./cgroups.js";
 import type { Exit, Launch, Sandbox } from "./driver.js";
 
 const loaderSource = fileURLToPath(new URL("../../sandbox/", import.meta.url));
@@ -60,6 +60,17 @@ export class HostLayout {
 
   socketOf(id: string): string {
     return path.join(this.root, "run", id, "http.sock");
+  }
+
+  /** A new sandbox's run directory and its cgroup, with the limits set. */
+  async prepare(
+    cgroups: CgroupHost,
+    options: { id: string; limits: Limits },
+  ): Promise<{ run: string; cgroup: Cgroup }> {
+    const run = await this.makeRunDir(options.id);
+    const cgroup = await cgroups.create(`s-${options.id}`);
+    await cgroup.setLimits(options.limits);
+    return { run, cgroup };
   }
 
   async makeRunDir(id: string): Promise<string> {

@@ -260,45 +260,40 @@ function openNoFollow(file: string, flags: number): Promise<number> {
   return openFd(file, flags | O_NOFOLLOW);
 }
 
+/**
+ * Runs `fn` on the child directory `name` of an open directory, opened without following a
+ * link and closed afterwards. Undefined when it is not (or no longer) a real directory.
+ */
+async function inChildDir<T>(fd: number, name: string, fn: (child: number) => Promise<T>) {
+  const child = await openNoFollow(viaFd(fd, name), O_RDONLY | O_DIRECTORY).catch(() => undefined);
+  if (child === undefined) return undefined;
+  try {
+    return await fn(child);
+  } finally {
+    await close(child).catch(() => {});
+  }
+}
+
 /** Deletes everything in an open directory, walking by descriptors only. */
 async function emptyDir(fd: number): Promise<void> {
   for (const name of await readdir(viaFd(fd))) {
     const s = await lstat(viaFd(fd, name)).catch(() => undefined);
-    if (!s) continue;
-    if (s.isDirectory()) {
-      const child = await openNoFollow(viaFd(fd, name), O_RDONLY | O_DIRECTORY).catch(
-        () => undefined,
-      );
-      if (child === undefined) {
-        await unlink(viaFd(fd, name)).catch(() => {}); // swapped for a symlink meanwhile
-        continue;
-      }
-      try {
-        await emptyDir(child);
-      } finally {
-        await close(child).catch(() => {});
-      }
-      await rmdir(viaFd(fd, name)).catch(() => {});
-    } else await unlink(viaFd(fd, name)).catch(() => {});
+    const emptied = s?.isDirectory()
+      ? await inChildDir(fd, name, async (child) => (await emptyDir(child), true))
+      : undefined;
+    if (emptied) await rmdir(viaFd(fd, name)).catch(() => {});
+    // A file, a link, or a directory swapped for a link meanwhile: unlinked, never followed.
+    else if (s) await unlink(viaFd(fd, name)).catch(() => {});
   }
 }
 
+/** Bytes of the regular files under an open directory (links not followed). */
 async function sizeOf(fd: number): Promise<number> {
   let total = 0;
   for (const name of await readdir(viaFd(fd))) {
     const s = await lstat(viaFd(fd, name)).catch(() => undefined);
-    if (!s) continue;
-    if (s.isDirectory()) {
-      const child = await openNoFollow(viaFd(fd, name), O_RDONLY | O_DIRECTORY).catch(
-        () => undefined,
-      );
-      if (child === undefined) continue;
-      try {
-        total += await sizeOf(child);
-      } finally {
-        await close(child).catch(() => {});
-      }
-    } else if (s.isFile()) total += s.size;
+    if (s?.isDirectory()) total += (await inChildDir(fd, name, sizeOf)) ?? 0;
+    else if (s?.isFile()) total += s.size;
   }
   return total;
 }

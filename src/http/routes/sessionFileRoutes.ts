@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { deleteFileQuery, filePathQuery, listFilesQuery } from "../../contract/requests.js";
 import { AppError } from "../../domain/errors.js";
 import { splitHomePath, type DirectoryEntry } from "../../sessions/sessionFiles.js";
@@ -24,6 +24,8 @@ export function sessionFileRoutes(
   options: { keepAliveMs: number },
 ) {
   const base = "/agents/:name/endpoint/sessions/:id/files";
+  const homeOf = (request: FastifyRequest<{ Params: SessionParams }>) =>
+    sessions.home(request.caller, projectOf(request), request.params.name, request.params.id);
 
   app.put<{ Params: SessionParams }>(`${base}/content`, async (request, reply) => {
     try {
@@ -35,12 +37,7 @@ export function sessionFileRoutes(
           "payload_too_large",
           `Session files are at most ${maxSessionFileBytes} bytes.`,
         );
-      const home = await sessions.home(
-        request.caller,
-        projectOf(request),
-        request.params.name,
-        request.params.id,
-      );
+      const home = await homeOf(request);
       const left = await sessions.quotaLeft(home, length);
       const limit = Math.min(maxSessionFileBytes, left);
       const written = await home.write(parts, request.raw, limit, () =>
@@ -60,12 +57,7 @@ export function sessionFileRoutes(
 
   app.get<{ Params: SessionParams }>(`${base}/content`, async (request, reply) => {
     const parts = splitHomePath(parse(filePathQuery, request.query).path);
-    const home = await sessions.home(
-      request.caller,
-      projectOf(request),
-      request.params.name,
-      request.params.id,
-    );
+    const home = await homeOf(request);
     const { stream, size } = await home.read(parts);
     return reply
       .header("content-type", "application/octet-stream")
@@ -76,12 +68,7 @@ export function sessionFileRoutes(
   app.get<{ Params: SessionParams }>(base, async (request) => {
     const q = parse(listFilesQuery, request.query);
     const parts = splitHomePath(q.path);
-    const home = await sessions.home(
-      request.caller,
-      projectOf(request),
-      request.params.name,
-      request.params.id,
-    );
+    const home = await homeOf(request);
     const all = await home.list(parts);
     const page = pageByName(all, q);
     return {
@@ -101,12 +88,7 @@ export function sessionFileRoutes(
   app.delete<{ Params: SessionParams }>(base, async (request, reply) => {
     const q = parse(deleteFileQuery, request.query);
     const parts = splitHomePath(q.path);
-    const home = await sessions.home(
-      request.caller,
-      projectOf(request),
-      request.params.name,
-      request.params.id,
-    );
+    const home = await homeOf(request);
     await home.remove(parts, q.recursive);
     return reply.code(204).send();
   });
