@@ -17,7 +17,7 @@ export type LogListener = (line: LogLine | null) => void;
 /** Longest line kept whole; longer output is split. */
 const maxLineChars = 8192;
 /** Lines kept in memory for new subscribers, resumes and subscribers catching up. */
-export const historyLines = 10_000;
+const historyLines = 10_000;
 /** How much of the file is read back on open to find the history. */
 const tailBytes = 1024 * 1024;
 

@@ -167,7 +167,7 @@ export class SessionRuntime implements LiveSessions {
     return path.join(this.options.sessionsDir, s.project, s.agentName, s.id);
   }
 
-  consoleLogOf(s: Pick<Session, "project" | "agentName" | "id">): string {
+  private consoleLogOf(s: Pick<Session, "project" | "agentName" | "id">): string {
     return path.join(this.dirOf(s), "console.log");
   }
 
@@ -185,10 +185,6 @@ export class SessionRuntime implements LiveSessions {
   /** Resolves once a starting session's home exists (at once when it is not starting). */
   homeReady(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
     return this.running.get(keyOf(s))?.homeReady ?? Promise.resolve();
-  }
-
-  isRunning(s: Session): boolean {
-    return this.running.has(keyOf(s));
   }
 
   /** Starts the sandbox of a new (or resumed) session; readiness is awaited by `use`. */
@@ -232,12 +228,12 @@ export class SessionRuntime implements LiveSessions {
     homeReady: () => void,
   ): Promise<void> {
     const key = keyOf(session);
-    const fail = async (message: string, exit?: Exit) => {
+    const fail = async (message: string) => {
       entry.log.status(`start failed: ${message}`);
       const output = entry.log.tailOutput(20);
       const detail = output.length > 0 ? ` Last output:\n${output.join("\n")}` : "";
       await this.record(session, {
-        reason: exit?.oomKilled ? "oom" : "start_failed",
+        reason: "start_failed",
         message: `${message}${detail}`.slice(0, 4000),
       });
       this.running.delete(key);

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { CreateSessionBody } from "../contract/requests.js";
 import { AppError, notFound } from "../domain/errors.js";
+import { pickVersion, trafficRules } from "../domain/trafficRules.js";
 import type { Caller } from "../domain/keyService.js";
 import type { Page, PageRequest, Session, SessionStatus, Version } from "../domain/model.js";
 import type { AgentRepository, Clock, SessionRepository } from "../domain/ports.js";
@@ -261,10 +262,13 @@ export class SessionService {
     return this.runtime.logOf(session);
   }
 
-  /** The version a new session gets when a request names none: the endpoint's, else latest. */
+  /**
+   * The version a new session gets when a request names none: drawn by the endpoint's
+   * traffic split, else the latest.
+   */
   async defaultVersion(project: string, agentName: string): Promise<string> {
     const agent = await this.deps.agents.get(project, agentName);
     if (!agent) throw notFound(`Agent '${agentName}'`, "agent_name");
-    return String(agent.latest.version);
+    return pickVersion(trafficRules(agent.agentEndpoint)) ?? String(agent.latest.version);
   }
 }

@@ -306,6 +306,30 @@ describe("sessions", () => {
     await client.agents.deleteSession(agent, s.agent_session_id);
   });
 
+  it("gives a request without a session a new one, of the version the traffic split picks", async () => {
+    const name = newName();
+    await deployFixture(client, name, "echo-python");
+    await deployFixture(client, name, "echo-python", { env: { FLAVOUR: "two" } });
+    await client.agents.updateAgent(name, {
+      agentEndpoint: {
+        version_selector: {
+          version_selection_rules: [
+            { type: "FixedRatio", agent_version: "1", traffic_percentage: 100 },
+            { type: "FixedRatio", agent_version: "2", traffic_percentage: 0 },
+          ],
+        },
+        protocol_configuration: { responses: {} },
+      },
+    });
+    const r = await ask(name, "who");
+    assert.equal(r.status, 200);
+    assert.equal(r.text, "echo: who");
+    const sessions = [];
+    for await (const s of client.agents.listSessions(name)) sessions.push(s);
+    assert.equal(sessions.length, 1);
+    assert.equal((sessions[0]!.version_indicator as VersionRefIndicator).agent_version, "1");
+  });
+
   it("records a start failure with the agent's own output", async () => {
     const name = newName();
     await deployFixture(client, name, "crash-on-start");
