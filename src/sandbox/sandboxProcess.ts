@@ -117,6 +117,15 @@ export class SandboxProcess implements Sandbox {
     ).then(async ({ code, signal }) => {
       this.done = true;
       await this.cgroup.killAll();
+      // Once nothing holds them, the pipes end: the last output (a traceback) is in.
+      await Promise.all(
+        [child.stdout!, child.stderr!].map(
+          (stream) =>
+            new Promise((resolve) =>
+              stream.readableEnded || stream.destroyed ? resolve(0) : stream.once("close", resolve),
+            ),
+        ),
+      );
       const oomKilled = (await this.cgroup.oomKills()) > 0;
       for (const p of this.held) p.kill("SIGKILL");
       await this.cgroup.remove();

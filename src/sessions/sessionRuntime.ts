@@ -52,6 +52,7 @@ export interface SessionRuntimeOptions {
 export type PlanOf = (version: Version) => RunPlan | { error: string };
 
 interface Running {
+  session: Session;
   sandbox?: Sandbox;
   /** Settles when the agent answers (or rejects with why it never will). */
   ready: Promise<void>;
@@ -194,6 +195,7 @@ export class SessionRuntime implements LiveSessions {
     const log = this.logOf(session);
     let finish!: () => void;
     const entry: Running = {
+      session,
       ready: Promise.resolve(),
       done: new Promise<void>((resolve) => (finish = resolve)),
       idleMs:
@@ -423,6 +425,9 @@ export class SessionRuntime implements LiveSessions {
     const now = this.clock();
     const entry = this.running.get(keyOf(session));
     if (entry) this.armIdle(session, entry);
+    // Timestamps are in seconds: within the same second there is nothing to write (and no
+    // fsync on every request to the agent).
+    if (session.lastAccessedAt === now) return session;
     return (
       (await this.sessions.update(session.project, session.agentName, session.id, {
         lastAccessedAt: now,
@@ -504,10 +509,9 @@ export class SessionRuntime implements LiveSessions {
     const message = "The service stopped; the session starts again on its next use.";
     await Promise.all([
       this.pool.close(),
-      ...[...this.running.keys()].map((key) => {
-        const [project, agentName, id] = key.split("/") as [string, string, string];
-        return this.stop({ project, agentName, id }, { reason: "service_stopped", message });
-      }),
+      ...[...this.running.values()].map((entry) =>
+        this.stop(entry.session, { reason: "service_stopped", message }),
+      ),
     ]);
     await this.driver.dispose();
   }

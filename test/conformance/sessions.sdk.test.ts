@@ -258,11 +258,12 @@ describe("sessions", () => {
     for await (const s of client.agents.listSessions(agent, asUser("dave@example.com")))
       daves.push(s.agent_session_id);
     assert.deepEqual(daves, []);
-    assert.equal(
-      (await client.agents.getSession(agent, carol.agent_session_id, asUser("carol@example.com")))
-        .status !== undefined,
-      true,
+    const own = await client.agents.getSession(
+      agent,
+      carol.agent_session_id,
+      asUser("carol@example.com"),
     );
+    assert.equal(own.agent_session_id, carol.agent_session_id, "the user sees their own");
     for (const id of [mine.agent_session_id, carol.agent_session_id])
       await client.agents.deleteSession(agent, id);
   });
