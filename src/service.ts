@@ -123,6 +123,7 @@ export function createServices(
     code: codeRuntime,
     validateEndpoint,
     clock,
+    limits: { maxCpu: config.maxVersionCpu, maxMemoryBytes: config.maxVersionMemoryBytes },
   });
   const code = new CodeService({
     agents,

@@ -1,3 +1,4 @@
+import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 
@@ -59,6 +60,14 @@ const configSchema = z.object({
   /** Running sessions per identity in a project, and per agent. */
   maxSessionsPerIdentity: z.coerce.number().int().min(1).default(20),
   maxSessionsPerAgent: z.coerce.number().int().min(1).default(200),
+  /** Largest `cpu` a hosted version may ask for: by default, the host's processors. */
+  maxVersionCpu: z.coerce.number().min(0.001).default(os.availableParallelism()),
+  /** Largest `memory` a hosted version may ask for: by default, half the host's memory. */
+  maxVersionMemoryBytes: z.coerce
+    .number()
+    .int()
+    .min(16 * 1024 * 1024)
+    .default(Math.floor(os.totalmem() / 2 / 2 ** 20) * 2 ** 20),
   /** A session's console log stops growing at this size. */
   sessionLogMaxBytes: z.coerce
     .number()
@@ -122,6 +131,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["sessionPidsLimit", env.AGENTHOST_SESSION_PIDS_LIMIT],
     ["maxSessionsPerIdentity", env.AGENTHOST_MAX_SESSIONS_PER_IDENTITY],
     ["maxSessionsPerAgent", env.AGENTHOST_MAX_SESSIONS_PER_AGENT],
+    ["maxVersionCpu", env.AGENTHOST_MAX_VERSION_CPU],
+    ["maxVersionMemoryBytes", env.AGENTHOST_MAX_VERSION_MEMORY_BYTES],
     ["sessionLogMaxBytes", env.AGENTHOST_SESSION_LOG_MAX_BYTES],
     ["sessionDiskQuotaBytes", env.AGENTHOST_SESSION_DISK_QUOTA_BYTES],
     ["logKeepAliveSeconds", env.AGENTHOST_LOG_KEEPALIVE_SECONDS],

@@ -1,3 +1,4 @@
+import { parseCpu, parseMemoryBytes } from "../contract/definitions.js";
 import { canonicalJson } from "../lib/canonicalJson.js";
 import { mergePatch } from "../lib/mergePatch.js";
 import { AppError, notFound } from "./errors.js";
@@ -37,12 +38,19 @@ export type EndpointValidator = (patched: { agent_endpoint: unknown; agent_card:
   agent_card: JsonObject | null;
 };
 
+/** The most a hosted version may ask of one machine. */
+export interface VersionLimits {
+  maxCpu: number;
+  maxMemoryBytes: number;
+}
+
 export interface AgentServiceDeps {
   agents: AgentRepository;
   sessions: LiveSessions;
   code: HostedCode;
   validateEndpoint: EndpointValidator;
   clock: Clock;
+  limits: VersionLimits;
 }
 
 /** The agent and version operations of the control plane. */
@@ -52,6 +60,7 @@ export class AgentService {
   private readonly code: HostedCode;
   private readonly validateEndpoint: EndpointValidator;
   private readonly clock: Clock;
+  private readonly limits: VersionLimits;
 
   constructor(deps: AgentServiceDeps) {
     ({
@@ -60,6 +69,7 @@ export class AgentService {
       code: this.code,
       validateEndpoint: this.validateEndpoint,
       clock: this.clock,
+      limits: this.limits,
     } = deps);
   }
 
@@ -224,8 +234,26 @@ export class AgentService {
     return result;
   }
 
+  /** A hosted version may not ask for more cpu or memory than the service allows. */
+  private checkLimits(definition: JsonObject): void {
+    const { cpu, memory } = definition as { cpu?: string; memory?: string };
+    if (cpu !== undefined && parseCpu(cpu) > this.limits.maxCpu)
+      throw new AppError(
+        "invalid_parameter",
+        `cpu '${cpu}' is more than this service allows (${this.limits.maxCpu}).`,
+        "definition.cpu",
+      );
+    if (memory !== undefined && parseMemoryBytes(memory) > this.limits.maxMemoryBytes)
+      throw new AppError(
+        "invalid_parameter",
+        `memory '${memory}' is more than this service allows (${Math.floor(this.limits.maxMemoryBytes / 2 ** 20)}Mi).`,
+        "definition.memory",
+      );
+  }
+
   private async newVersion(project: string, name: string, spec: VersionSpec): Promise<NewVersion> {
     const definition = { ...spec.definition };
+    if (definition.kind === "hosted") this.checkLimits(definition);
     if (definition.kind === "external" && definition.otel_agent_id === undefined) {
       definition.otel_agent_id = name;
     }

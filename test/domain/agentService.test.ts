@@ -51,6 +51,7 @@ before(async () => {
     }),
     validateEndpoint,
     clock: () => 1_760_000_000,
+    limits: { maxCpu: 2, maxMemoryBytes: 4 * 2 ** 30 },
   });
 });
 

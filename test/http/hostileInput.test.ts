@@ -32,6 +32,37 @@ const registerManifest = (name: string, parameters: Record<string, unknown>) =>
     definition: { kind: "prompt", model: "gpt-4o", instructions: "{{p}}" },
   });
 
+describe("hosted versions asking for more than the machine", () => {
+  const hosted = (extra: Record<string, unknown>) => ({
+    name: fresh("big"),
+    definition: {
+      kind: "hosted",
+      cpu: "1",
+      memory: "512Mi",
+      container_configuration: { image: "registry.local/echo:1" },
+      ...extra,
+    },
+  });
+
+  it("refuses cpu past the maximum (the host's processors by default), naming the field", async () => {
+    const res = await post("/agents", hosted({ cpu: "64" }));
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(res.json().error.param, "definition.cpu");
+    assert.equal((await post("/agents", hosted({ cpu: "100000m" }))).statusCode, 400);
+  });
+
+  it("refuses memory past the maximum (half the host's memory by default), naming the field", async () => {
+    const res = await post("/agents", hosted({ memory: "100000Gi" }));
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(res.json().error.param, "definition.memory");
+  });
+
+  it("accepts what the machine can give", async () => {
+    const res = await post("/agents", hosted({ cpu: "1", memory: "1Gi" }));
+    assert.equal(res.statusCode, 200, res.body);
+  });
+});
+
 describe("manifest parameter schemas", () => {
   it("refuses a pattern that only a backtracking engine runs, naming the parameter", async () => {
     const res = await registerManifest(fresh("lookahead"), {
