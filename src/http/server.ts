@@ -74,7 +74,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
   app.register(
     async (project) => {
       project.addHook("onRequest", projectAuth(services.keys));
-      const uploads = codeUploadHandlers(services.code);
+      const uploads = codeUploadHandlers(services.code, options.foundryFeatures);
       agentRoutes(project, services.agents, uploads, options.foundryFeatures);
       versionRoutes(project, services.agents, uploads, options.foundryFeatures);
       codeDownloadRoute(project, services.code);

@@ -12,7 +12,7 @@ import {
   startServer,
   type TestServer,
 } from "../helpers/server.js";
-import { makeZip, sha256, type ZipEntry } from "../helpers/zip.js";
+import { makeZip, multipartForm, sha256, type ZipEntry } from "../helpers/zip.js";
 
 /*
  * Code-based hosted agents through the official client: streamed multipart upload, SHA-256
@@ -85,25 +85,6 @@ function raw(method: string, route: string, headers: Record<string, string>, bod
     headers: { authorization: `Bearer ${server.adminKey}`, ...headers },
     body,
   });
-}
-
-function multipart(
-  parts: { name: string; body: Buffer | string; filename?: string; type?: string }[],
-) {
-  const boundary = "----agenthostTestBoundary";
-  const chunks: Buffer[] = [];
-  for (const p of parts) {
-    const disposition = `form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ""}`;
-    chunks.push(
-      Buffer.from(
-        `--${boundary}\r\ncontent-disposition: ${disposition}\r\ncontent-type: ${p.type ?? "application/octet-stream"}\r\n\r\n`,
-      ),
-      Buffer.isBuffer(p.body) ? p.body : Buffer.from(p.body),
-      Buffer.from("\r\n"),
-    );
-  }
-  chunks.push(Buffer.from(`--${boundary}--\r\n`));
-  return { body: Buffer.concat(chunks), contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
 describe("upload and download", () => {
@@ -182,7 +163,7 @@ describe("upload and download", () => {
     const zip = pythonAgent();
     const meta = JSON.stringify({ definition: definition() });
     // Code first, metadata second: part order does not matter.
-    const form = multipart([
+    const form = multipartForm([
       { name: "code", body: zip, filename: "agent_v1.zip", type: "application/zip" },
       { name: "metadata", body: meta, type: "application/json" },
     ]);
@@ -199,7 +180,7 @@ describe("upload and download", () => {
     assert.equal(created.status, 200, JSON.stringify(created.body));
     assert.equal(created.body.object, "agent");
     const zip2 = makeZip([{ name: "main.py", data: "print('v2')\n" }]);
-    const form2 = multipart([
+    const form2 = multipartForm([
       { name: "metadata", body: meta },
       { name: "code", body: zip2 },
     ]);
@@ -233,7 +214,7 @@ describe("refusals leave nothing behind", () => {
       "invalid_parameter",
       "x-ms-code-zip-sha256",
     );
-    const form = multipart([
+    const form = multipartForm([
       { name: "metadata", body: JSON.stringify({ definition: definition() }) },
       { name: "code", body: zip },
     ]);
@@ -253,7 +234,7 @@ describe("refusals leave nothing behind", () => {
   });
 
   it("a missing part → 400 naming it", async () => {
-    const form = multipart([
+    const form = multipartForm([
       { name: "metadata", body: JSON.stringify({ definition: definition() }) },
     ]);
     const res = await raw(
@@ -268,7 +249,7 @@ describe("refusals leave nothing behind", () => {
     assert.equal(res.status, 400);
     assert.equal((res.body.error as { param: string }).param, "code");
     const zip = pythonAgent();
-    const noMeta = multipart([{ name: "code", body: zip }]);
+    const noMeta = multipartForm([{ name: "code", body: zip }]);
     const res2 = await raw(
       "POST",
       `/agents/${newName()}/versions?api-version=v1`,

@@ -60,3 +60,23 @@ export function makeZip(entries: ZipEntry[]): Buffer {
 }
 
 export const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+
+/** A multipart/form-data body, for the code routes the official JS client does not call. */
+export function multipartForm(
+  parts: { name: string; body: Buffer | string; filename?: string; type?: string }[],
+) {
+  const boundary = "----agenthostTestBoundary";
+  const chunks: Buffer[] = [];
+  for (const p of parts) {
+    const disposition = `form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ""}`;
+    chunks.push(
+      Buffer.from(
+        `--${boundary}\r\ncontent-disposition: ${disposition}\r\ncontent-type: ${p.type ?? "application/octet-stream"}\r\n\r\n`,
+      ),
+      Buffer.isBuffer(p.body) ? p.body : Buffer.from(p.body),
+      Buffer.from("\r\n"),
+    );
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  return { body: Buffer.concat(chunks), contentType: `multipart/form-data; boundary=${boundary}` };
+}

@@ -3,6 +3,7 @@ import { agentName, createVersionBody, updateAgentBody } from "../../contract/re
 import type { CodeService } from "../../domain/codeService.js";
 import { projectOf } from "../auth.js";
 import { readCodeUpload } from "../codeUpload.js";
+import { checkPreviewFeatures, type FeatureMode } from "../features.js";
 import { presentAgent, presentVersion } from "../presenters.js";
 import { parse } from "../validate.js";
 import { z } from "zod";
@@ -22,7 +23,7 @@ const declaredSha = (request: FastifyRequest) => {
  * JSON operations and are told apart by `content-type: multipart/form-data`; the JSON routes
  * hand multipart requests to these handlers.
  */
-export function codeUploadHandlers(code: CodeService) {
+export function codeUploadHandlers(code: CodeService, features: FeatureMode) {
   async function upload<T>(
     request: FastifyRequest,
     make: (metadata: unknown, up: Parameters<CodeService["createVersion"]>[3]) => Promise<T>,
@@ -40,6 +41,7 @@ export function codeUploadHandlers(code: CodeService) {
       upload(request, async (metadata, up) => {
         const name = parse(agentName, request.params.name, "agent_name");
         const spec = parse(createVersionBody, metadata, "metadata.");
+        checkPreviewFeatures(features, request, spec);
         return presentVersion(await code.createVersion(projectOf(request), name, spec, up));
       }),
     /** POST /agents (multipart, name in x-ms-agent-name): create_agent_from_code. */
@@ -51,12 +53,14 @@ export function codeUploadHandlers(code: CodeService) {
           "x-ms-agent-name",
         );
         const spec = parse(updateAgentBody, metadata, "metadata.");
+        checkPreviewFeatures(features, request, spec);
         return presentAgent(await code.createAgent(projectOf(request), { ...spec, name }, up));
       }),
     /** POST /agents/{name} (multipart): update_agent_from_code. */
     updateAgent: (request: FastifyRequest<{ Params: NameParams }>, name: string) =>
       upload(request, async (metadata, up) => {
         const spec = parse(updateAgentBody, metadata, "metadata.");
+        checkPreviewFeatures(features, request, spec);
         return presentAgent(await code.updateAgent(projectOf(request), name, spec, up));
       }),
   };
