@@ -8,7 +8,9 @@ import type { Config } from "./config/config.js";
 import { AgentService } from "./domain/agentService.js";
 import { KeyService } from "./domain/keyService.js";
 import { noLiveSessions, systemClock, type Clock, type Store } from "./domain/ports.js";
+import { connectionLimits } from "./http/connections.js";
 import { buildServer } from "./http/server.js";
+import { raiseFileLimit } from "./lib/fileLimit.js";
 import { validateEndpoint } from "./http/routes/agentRoutes.js";
 import { SqliteStore } from "./storage/sqlite/sqliteStore.js";
 import { ensureLocalTls } from "./tls/localCa.js";
@@ -202,8 +204,17 @@ export async function startService(config: Config): Promise<RunningService> {
     : config.tlsCert && config.tlsKey
       ? { cert: readFileSync(config.tlsCert, "utf8"), key: readFileSync(config.tlsKey, "utf8") }
       : ensureLocalTls(path.join(config.dataDir, "tls"));
+  const connections = connectionLimits(raiseFileLimit());
+  log.info(
+    {
+      maxConnections: connections.maxConnections,
+      handshakeTimeoutMs: connections.handshakeTimeoutMs,
+    },
+    "connection limits",
+  );
   const app = buildServer(services, {
     https: tls && { cert: tls.cert, key: tls.key },
+    connections,
     foundryFeatures: config.foundryFeatures,
     maxJsonBytes: config.maxJsonBytes,
     logKeepAliveMs: config.logKeepAliveSeconds * 1000,

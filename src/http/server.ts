@@ -6,7 +6,9 @@ import type { CodeService } from "../domain/codeService.js";
 import type { ManifestService } from "../domain/manifestService.js";
 import type { KeyService } from "../domain/keyService.js";
 import type { Clock, ProjectRepository } from "../domain/ports.js";
+import { fileLimit } from "../lib/fileLimit.js";
 import { adminAuth, projectAuth } from "./auth.js";
+import { connectionLimits, limitedServerFactory, type ConnectionLimits } from "./connections.js";
 import { installErrorHandling } from "./errorHandler.js";
 import { installJsonParsers } from "./jsonBody.js";
 import type { FeatureMode } from "./features.js";
@@ -31,6 +33,8 @@ export interface HttpServices {
 
 export interface HttpOptions {
   https?: { cert: string; key: string };
+  /** Timeouts and connection caps (default: sized by the process's open-file limit). */
+  connections?: ConnectionLimits;
   foundryFeatures: FeatureMode;
   maxJsonBytes: number;
   /** Silence on a log stream is broken by a status line this often (default 60 s). */
@@ -40,8 +44,9 @@ export interface HttpOptions {
 
 /** The HTTP transport: routes under /api/projects/{project} and /admin, one error boundary. */
 export function buildServer(services: HttpServices, options: HttpOptions): FastifyInstance {
+  const limits = options.connections ?? connectionLimits(fileLimit().soft);
   const app = Fastify({
-    ...(options.https ? { https: options.https } : {}),
+    serverFactory: limitedServerFactory(options.https, limits),
     loggerInstance: options.log,
     // One access-log line per request (onResponse below) instead of two.
     logController: new LogController({ disableRequestLogging: true }),
