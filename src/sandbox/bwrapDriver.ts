@@ -64,8 +64,8 @@ export class BwrapDriver implements SandboxDriver {
     const child = spawn("bwrap", ["--args", "6", ...command], {
       // bwrap's own process is the sandbox's pid 1, readable there: it gets no environment.
       env: {},
-      uid: this.host.uid,
-      gid: this.host.uid,
+      uid: options.uid ?? this.host.uid,
+      gid: options.uid ?? this.host.uid,
       stdio: ["pipe", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe", listener.fd],
     });
     listener.release();

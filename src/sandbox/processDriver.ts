@@ -28,8 +28,8 @@ export class ProcessDriver implements SandboxDriver {
     const child = spawn(command!, args, {
       cwd: options.appDir,
       env: {},
-      uid: this.host.uid,
-      gid: this.host.uid,
+      uid: options.uid ?? this.host.uid,
+      gid: options.uid ?? this.host.uid,
       stdio: ["pipe", "pipe", "pipe", listener.fd],
     });
     listener.release();

@@ -92,18 +92,18 @@ export class HostLayout {
   /** A new sandbox's run directory and its cgroup, with the limits set. */
   async prepare(
     cgroups: CgroupHost,
-    options: { id: string; limits: Limits },
+    options: { id: string; limits: Limits; uid?: number },
   ): Promise<{ run: string; cgroup: Cgroup }> {
-    const run = await this.makeRunDir(options.id);
+    const run = await this.makeRunDir(options.id, options.uid ?? this.uid);
     const cgroup = await cgroups.create(`s-${options.id}`);
     await cgroup.setLimits(options.limits);
     return { run, cgroup };
   }
 
-  async makeRunDir(id: string): Promise<string> {
+  async makeRunDir(id: string, uid = this.uid): Promise<string> {
     const dir = path.join(this.root, "run", id);
     await mkdir(dir, { mode: 0o700 });
-    await chown(dir, this.uid, this.uid);
+    await chown(dir, uid, uid);
     return dir;
   }
 }

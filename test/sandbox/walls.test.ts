@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { chown, mkdir } from "node:fs/promises";
 import http from "node:http";
 import path from "node:path";
@@ -11,9 +19,18 @@ import { detectCgroups, type CgroupHost, type Limits } from "../../src/sandbox/c
 import type { Sandbox } from "../../src/sandbox/driver.js";
 import { HostLayout } from "../../src/sandbox/sandboxProcess.js";
 import { deniedFamilies, seccompFilter } from "../../src/sandbox/seccomp.js";
+import { chownTree } from "../../src/sandbox/uidPool.js";
 import { waitUntilReady } from "../../src/sessions/agentSocket.js";
-import { fixtureDir } from "../helpers/agents.js";
-import { removeDir, repoRoot, tempDir } from "../helpers/server.js";
+import { deployFixture, fixtureDir } from "../helpers/agents.js";
+import {
+  httpsJson,
+  removeDir,
+  repoRoot,
+  sdk,
+  startServer,
+  tempDir,
+  type TestServer,
+} from "../helpers/server.js";
 
 /*
  * The walls around a sandbox: the socket the host connects to, the descriptors a sandbox
@@ -287,5 +304,99 @@ describe("sandbox walls", { skip }, () => {
       assert.match(proc.cmdline, /^bwrap --args \d+ -- /, proc.cmdline);
       assert.ok(!proc.cmdline.includes(dataDir), proc.cmdline);
     });
+  });
+});
+
+describe("a uid per session", { skip }, () => {
+  let server: TestServer;
+  let client: ReturnType<typeof sdk>;
+  const agent = `walls-${process.pid}`;
+  const v1 = { type: "version_ref" as const, agent_version: "1" };
+
+  before(async () => {
+    server = await startServer({
+      env: { AGENTHOST_WARM_POOL_SIZE: "1", AGENTHOST_SESSION_STOP_GRACE_SECONDS: "1" },
+    });
+    client = sdk(server, server.adminKey);
+    await deployFixture(client, agent, "walls");
+  });
+
+  after(async () => {
+    await server?.stop();
+    if (server) removeDir(server.dataDir);
+  });
+
+  /** One command to a session's agent (POST /responses), its JSON answer. */
+  async function ask<T>(session: string, input: string): Promise<T> {
+    const r = await httpsJson(
+      server,
+      "POST",
+      `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
+      {
+        headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ input, agent_session_id: session }),
+      },
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const output = r.body.output as { content: { text: string }[] }[];
+    return JSON.parse(output[0]!.content[0]!.text) as T;
+  }
+
+  const homeOf = (id: string) => path.join(server.dataDir, "sessions/default", agent, id, "home");
+
+  it("gives each running session its own uid: per-uid limits and files are its own", async () => {
+    const a = (await client.agents.createSession(agent, v1)).agent_session_id;
+    const b = (await client.agents.createSession(agent, v1)).agent_session_id;
+    // One session takes every inotify instance its uid may have (a per-uid kernel limit) ...
+    const filled = await ask<{ made: number; error: string | null }>(a, "inotify-fill");
+    assert.ok(filled.made > 0 && filled.error !== null, JSON.stringify(filled));
+    // ... and the other is unaffected.
+    const one = await ask<{ made: number; error: string | null }>(b, "inotify-one");
+    assert.deepEqual(one, { made: 1, error: null }, "the other session still gets one");
+
+    const [uidA, uidB] = [statSync(homeOf(a)).uid, statSync(homeOf(b)).uid];
+    assert.notEqual(uidA, uidB, "two running sessions, two uids");
+    for (const uid of [uidA, uidB]) assert.ok(uid >= 1879048192 && uid <= 1879113727, `${uid}`);
+    await ask(a, "write secret.txt only-for-a");
+    assert.equal(statSync(path.join(homeOf(a), "secret.txt")).uid, uidA);
+    const uploaded = await client.agents.uploadSessionFile(agent, a, "up.txt", Buffer.from("x"));
+    assert.equal(uploaded.bytes_written, 1);
+    assert.equal(statSync(path.join(homeOf(a), "up.txt")).uid, uidA, "uploads are the session's");
+    // The other session's uid cannot read them, even given the host path.
+    const read = spawnSync("cat", [path.join(homeOf(a), "secret.txt")], { uid: uidB, gid: uidB });
+    assert.notEqual(read.status, 0, "uid B cannot read A's file");
+    assert.ok(!String(read.stdout).includes("only-for-a"));
+
+    // A resumed session runs as the uid its home belongs to.
+    await client.agents.stopSession(agent, a);
+    assert.deepEqual(await ask(a, "inotify-one"), { made: 1, error: null }, "limits freed");
+    assert.equal(statSync(homeOf(a)).uid, uidA, "the resumed session kept its uid");
+    assert.equal(statSync(path.join(homeOf(a), "secret.txt")).uid, uidA);
+  });
+});
+
+describe("chownTree", { skip }, () => {
+  it("gives a whole tree to a uid without following a link, however deep", async () => {
+    const root = tempDir("agenthost-chown-");
+    try {
+      const outside = path.join(root, "outside.txt");
+      writeFileSync(outside, "root's");
+      const home = path.join(root, "home");
+      let dir = home;
+      for (let i = 0; i < 300; i++) dir = path.join(dir, "d");
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, "deep.txt"), "x");
+      symlinkSync(outside, path.join(home, "link-to-file"));
+      symlinkSync(root, path.join(home, "link-to-dir"));
+      await chownTree(home, 1879048200);
+      assert.equal(lstatSync(path.join(dir, "deep.txt")).uid, 1879048200, "the deepest file");
+      assert.equal(lstatSync(dir).uid, 1879048200);
+      assert.equal(lstatSync(path.join(home, "link-to-file")).uid, 1879048200, "the link itself");
+      assert.equal(statSync(outside).uid, 0, "not what the link names");
+      assert.equal(statSync(root).uid, 0);
+      assert.equal(readFileSync(outside, "utf8"), "root's");
+    } finally {
+      removeDir(root);
+    }
   });
 });
