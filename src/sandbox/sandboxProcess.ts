@@ -222,11 +222,11 @@ const oCloexec = 0o2000000;
 /**
  * Closes every descriptor above stderr that this process inherited without close-on-exec
  * (e.g. `300<file` in the shell that started the service): each would pass through bwrap
- * into every sandbox. Node opens its own descriptors close-on-exec; a fork's IPC channel
- * (NODE_CHANNEL_FD) is kept. Returns the descriptors closed.
+ * into every sandbox. Node opens its own descriptors close-on-exec (a fork's IPC channel
+ * too). Returns the descriptors closed.
  */
 export function closeInheritedDescriptors(): number[] {
-  const keep = new Set([0, 1, 2, Number(process.env.NODE_CHANNEL_FD ?? -1)]);
+  const keep = new Set([0, 1, 2]);
   const closed: number[] = [];
   for (const name of readdirSync("/proc/self/fd")) {
     const fd = Number(name);
