@@ -263,6 +263,31 @@ describe("sandbox walls", { skip }, () => {
       });
     }
 
+    it("refuses them even to a caller with every capability", async () => {
+      // Real root with all capabilities (no user namespace) under the same filter: the kernel
+      // would answer these calls otherwise (their arguments are harmless), so EPERM is the
+      // filter's, on any kernel.
+      const probe = spawn(
+        "bwrap",
+        [
+          ...["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net"],
+          ...["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"],
+          ...["--cap-add", "ALL", "--seccomp", "3", "--"],
+          ...["/usr/bin/python3", path.join(fixtureDir("walls"), "syscalls.py")],
+        ],
+        { stdio: ["ignore", "pipe", "inherit", "pipe"] },
+      );
+      (probe.stdio[3] as NodeJS.WritableStream).end(seccompFilter());
+      let out = "";
+      probe.stdout!.on("data", (c: Buffer) => (out += String(c)));
+      await new Promise((resolve) => probe.once("close", resolve));
+      const asRoot = JSON.parse(out) as Record<string, Record<string, string>>;
+      for (const family of families)
+        for (const [name, result] of Object.entries(asRoot[family] ?? {}))
+          assert.equal(result, expected(family), `as root, ${name}: ${result}`);
+      assert.ok(Object.keys(asRoot).length >= families.length, out);
+    });
+
     it("still runs child processes (Python and Node)", async () => {
       const py = await start("walls");
       assert.deepEqual(await getJson(py, "/children"), { sh: "sh-ok\n", python: "py-ok\n" });
