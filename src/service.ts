@@ -73,6 +73,11 @@ async function openSandboxes(
   if (config.sandboxNetwork === "egress" && spawnSync("slirp4netns", ["--version"]).status !== 0)
     return { unavailable: "sandboxNetwork=egress needs slirp4netns (apt-get install slirp4netns)" };
   const host = await HostLayout.prepare(path.join(config.dataDir, "sandbox"), config.sandboxUid);
+  if (host.closedDescriptors.length > 0)
+    log.warn(
+      { descriptors: host.closedDescriptors },
+      "closed descriptors inherited from the parent process (sandboxes would have inherited them)",
+    );
   const driver =
     config.sandboxDriver === "bwrap"
       ? new BwrapDriver(host, cgroups)

@@ -26,11 +26,13 @@ export class HostLayout {
     readonly root: string,
     /** Host uid (and gid) the sandboxes run as. */
     readonly uid: number,
+    /** Descriptors this process had inherited, closed before any sandbox could inherit them. */
+    readonly closedDescriptors: number[] = [],
   ) {}
 
   static async prepare(root: string, uid: number): Promise<HostLayout> {
     const files = path.join(root, "files");
-    closeInheritedDescriptors();
+    const closed = closeInheritedDescriptors();
     await rm(path.join(root, "run"), { recursive: true, force: true });
     await rm(path.join(root, "sock"), { recursive: true, force: true });
     await mkdir(files, { recursive: true, mode: 0o755 });
@@ -53,7 +55,7 @@ export class HostLayout {
     );
     // slirp4netns answers DNS at 10.0.2.3.
     await writeFile(path.join(files, "resolv.conf"), "nameserver 10.0.2.3\n");
-    const layout = new HostLayout(root, uid);
+    const layout = new HostLayout(root, uid, closed);
     const longest = layout.socketOf("x".repeat(16));
     if (Buffer.byteLength(longest) > maxSocketPath)
       throw new Error(
