@@ -1,13 +1,26 @@
 // Starts an agent inside its sandbox: the Node twin of loader.py. Waits (booted) for one
 // JSON line on stdin — argv, working directory, environment — then serves the agent's PORT
-// on a Unix socket the host can reach and imports the entry point in this process.
+// on the listening Unix socket the host handed it as a descriptor and imports the entry
+// point in this process.
 import fs from "node:fs";
 import net from "node:net";
 import { createInterface } from "node:readline";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 
-const socketPath = process.argv[2];
+const listenerFd = Number(process.argv[2]);
+// Every descriptor without close-on-exec but stdio and the listener came from outside (Node's
+// own are close-on-exec): nothing else is ours.
+for (const name of fs.readdirSync("/proc/self/fd")) {
+  const fd = Number(name);
+  if (fd <= 2 || fd === listenerFd) continue;
+  try {
+    const flags = /^flags:\s*([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+    if ((parseInt(flags?.[1] ?? "0", 8) & 0o2000000) === 0) fs.closeSync(fd);
+  } catch {
+    // the listing's own descriptor, closed by now
+  }
+}
 // A warm sandbox has time to spare: load what agents use most before the agent is known.
 if (process.argv.includes("--preload"))
   await Promise.all([import("node:http"), import("node:https")]);
@@ -33,7 +46,7 @@ const forwarder = net.createServer((client) => {
   };
   client.on("error", close).pipe(upstream).on("error", close).pipe(client);
 });
-forwarder.listen(socketPath);
+forwarder.listen({ fd: listenerFd });
 forwarder.unref();
 
 const [script, ...args] = spec.argv;

@@ -2,9 +2,9 @@
 
 Started ahead of time (a warm sandbox) with the interpreter booted and the modules agents
 use most already imported, it waits for one JSON line on stdin: the agent's argv, working
-directory and environment. It then serves the agent's HTTP port on a Unix socket the host
-can reach (the agent itself only needs to know PORT) and runs the entry point in this
-process.
+directory and environment. It then serves the agent's HTTP port on the listening Unix
+socket the host handed it as a descriptor (the agent itself only needs to know PORT) and
+runs the entry point in this process.
 """
 
 import json
@@ -14,7 +14,23 @@ import socket
 import sys
 import threading
 
-SOCKET = sys.argv[1]
+LISTENER_FD = int(sys.argv[1])
+
+
+def close_strays():
+    """Closes every inheritable descriptor but stdio and the listener: nothing else is ours."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == LISTENER_FD:
+            continue
+        try:
+            if os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+
+
+close_strays()
 
 if "--preload" in sys.argv:
     # A warm sandbox has time to spare: import what agents use most, so that the agent's
@@ -80,9 +96,9 @@ def main():
     for extra in spec.get("path", []):
         sys.path.insert(0, extra)
 
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(SOCKET)
-    listener.listen(256)
+    listener = socket.socket(fileno=LISTENER_FD)
+    listener.set_inheritable(False)
+    listener.setblocking(True)  # the host's end of the description was non-blocking
     port = int(spec["env"].get("PORT", "8088"))
     threading.Thread(target=forward, args=(listener, port), daemon=True).start()
 

@@ -24,6 +24,7 @@ import { BwrapDriver, probeBwrap } from "./sandbox/bwrapDriver.js";
 import { detectCgroups } from "./sandbox/cgroups.js";
 import { ProcessDriver } from "./sandbox/processDriver.js";
 import { HostLayout } from "./sandbox/sandboxProcess.js";
+import { checkUidRange, parseUidRange } from "./sandbox/uidPool.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
 import { SessionService } from "./sessions/sessionService.js";
 
@@ -66,9 +67,19 @@ async function openSandboxes(
     const why = probeBwrap(config.sandboxUid, config.dataDir);
     if (why) return { unavailable: why };
   }
+  const badRange = checkUidRange(parseUidRange(config.sandboxUidRange)!, config.sandboxUid);
+  if (badRange)
+    return {
+      unavailable: `sandboxUidRange ${config.sandboxUidRange} cannot be used: ${badRange}`,
+    };
   if (config.sandboxNetwork === "egress" && spawnSync("slirp4netns", ["--version"]).status !== 0)
     return { unavailable: "sandboxNetwork=egress needs slirp4netns (apt-get install slirp4netns)" };
   const host = await HostLayout.prepare(path.join(config.dataDir, "sandbox"), config.sandboxUid);
+  if (host.closedDescriptors.length > 0)
+    log.warn(
+      { descriptors: host.closedDescriptors },
+      "closed descriptors inherited from the parent process (sandboxes would have inherited them)",
+    );
   const driver =
     config.sandboxDriver === "bwrap"
       ? new BwrapDriver(host, cgroups)
@@ -86,6 +97,7 @@ async function openSandboxes(
       sessionsDir: path.join(config.dataDir, "sessions"),
       poolDir: path.join(config.dataDir, "sandbox", "pool"),
       uid: config.sandboxUid,
+      uidRange: parseUidRange(config.sandboxUidRange)!,
       warmPoolSize: config.warmPoolSize,
       network: config.sandboxNetwork,
       pidsLimit: config.sessionPidsLimit,

@@ -1,6 +1,7 @@
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { parseUidRange } from "../sandbox/uidPool.js";
 
 /**
  * The service's settings: one validated, frozen object. Each has a flag and an environment
@@ -38,8 +39,13 @@ const configSchema = z.object({
   buildTimeoutSeconds: z.coerce.number().int().min(1).default(600),
   /** "bwrap" isolates each session; "process" runs agents unisolated (development only). */
   sandboxDriver: z.enum(["bwrap", "process"]).default("bwrap"),
-  /** Unprivileged host uid (and gid) every sandbox runs as; never 0. */
+  /** Unprivileged host uid (and gid) dependency builds run as; never 0. */
   sandboxUid: z.coerce.number().int().min(1).default(65534),
+  /** Host uids for session sandboxes, "FIRST-LAST": each running sandbox gets its own. */
+  sandboxUidRange: z
+    .string()
+    .refine((v) => parseUidRange(v) !== undefined, "must be FIRST-LAST with 1 <= FIRST <= LAST")
+    .default("1879048192-1879113727"),
   /** "egress": sandboxes reach the network (not the host's loopback) through slirp4netns. */
   sandboxNetwork: z.enum(["none", "egress"]).default("none"),
   /** Booted sandboxes kept ready per runtime. */
@@ -122,6 +128,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["buildTimeoutSeconds", env.AGENTHOST_BUILD_TIMEOUT_SECONDS],
     ["sandboxDriver", env.AGENTHOST_SANDBOX_DRIVER],
     ["sandboxUid", env.AGENTHOST_SANDBOX_UID],
+    ["sandboxUidRange", env.AGENTHOST_SANDBOX_UID_RANGE],
     ["sandboxNetwork", env.AGENTHOST_SANDBOX_NETWORK],
     ["warmPoolSize", env.AGENTHOST_WARM_POOL_SIZE],
     ["sessionStartTimeoutSeconds", env.AGENTHOST_SESSION_START_TIMEOUT_SECONDS],

@@ -4,6 +4,7 @@ import type { Readable, Writable } from "node:stream";
 import type { CgroupHost } from "./cgroups.js";
 import type { SandboxDriver, SandboxOptions } from "./driver.js";
 import { SandboxProcess, type HostLayout } from "./sandboxProcess.js";
+import { seccompFilter } from "./seccomp.js";
 
 /** The sandbox's view: only these host paths exist in it, all read-only. */
 const systemBinds = ["/usr", "/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache", "/etc/localtime"];
@@ -12,9 +13,11 @@ const systemBinds = ["/usr", "/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache"
  * bubblewrap sandboxes: every namespace (user, pid, mount, net, ipc, uts, cgroup), no
  * capabilities, no nested user namespaces, a read-only system, the code read-only at /app,
  * the session's home writable at /home/agent, a private /tmp, a clean environment, run as an
- * unprivileged host uid. Each sandbox is placed in its own cgroup before any of its code
- * runs (bwrap waits on `--block-fd` until it is), and dies with the service
- * (`--die-with-parent`).
+ * unprivileged host uid, under a seccomp filter (seccomp.ts). Each sandbox is placed in its
+ * own cgroup before any of its code runs (bwrap waits on `--block-fd` until it is), and dies
+ * with the service (`--die-with-parent`). bwrap reads its arguments from a pipe (`--args`),
+ * so that the sandbox's /proc/1/cmdline shows no host path. The agent's socket is a
+ * listening descriptor the host made (HostLayout.listen).
  */
 export class BwrapDriver implements SandboxDriver {
   readonly name = "bwrap";
@@ -27,6 +30,7 @@ export class BwrapDriver implements SandboxDriver {
 
   async start(options: SandboxOptions): Promise<SandboxProcess> {
     const { run, cgroup } = await this.host.prepare(this.cgroups, options);
+    const listener = await this.host.listen(options.id);
     const args = [
       "--unshare-all",
       "--unshare-user",
@@ -53,17 +57,22 @@ export class BwrapDriver implements SandboxDriver {
       // The root itself (bwrap's tmpfs holding the mount points) read-only too.
       ...["--remount-ro", "/"],
       ...["--chdir", "/app", "--clearenv", "--uid", "1000", "--gid", "1000"],
-      ...["--info-fd", "3", "--block-fd", "4", "--"],
-      ...loaderCommand(options, "/opt/agenthost", "/run/agent/http.sock"),
+      ...["--info-fd", "3", "--block-fd", "4", "--seccomp", "5"],
     ];
-    const child = spawn("bwrap", args, {
+    // Only the command (sandbox paths) stays on bwrap's command line: bwrap wants it there.
+    const command = ["--", ...loaderCommand(options, "/opt/agenthost", listenerFd)];
+    const child = spawn("bwrap", ["--args", "6", ...command], {
       // bwrap's own process is the sandbox's pid 1, readable there: it gets no environment.
       env: {},
-      uid: this.host.uid,
-      gid: this.host.uid,
-      stdio: ["pipe", "pipe", "pipe", "pipe", "pipe"],
+      uid: options.uid ?? this.host.uid,
+      gid: options.uid ?? this.host.uid,
+      stdio: ["pipe", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe", listener.fd],
     });
+    listener.release();
     for (const stream of child.stdio) stream?.on("error", () => {});
+    const stdio = child.stdio as unknown as Writable[];
+    stdio[5]!.end(seccompFilter());
+    stdio[6]!.end(args.map((a) => `${a}\0`).join(""));
     let childPid = 0;
     // The agent is the child of the sandbox's init (bwrap's `child-pid`).
     const agentPids = async () =>
@@ -97,19 +106,23 @@ export class BwrapDriver implements SandboxDriver {
   }
 }
 
-/** The interpreter command that boots the loader. */
+/** The descriptor the loader finds its listening socket on, in a bwrap sandbox. */
+const listenerFd = 7;
+
+/** The interpreter command that boots the loader, which accepts on descriptor `listenerFd`. */
 export function loaderCommand(
   options: Pick<SandboxOptions, "language" | "interpreter" | "limits" | "preload">,
   loaderDir: string,
-  socketPath: string,
+  listenerFd: number,
 ): string[] {
   const preload = options.preload ? ["--preload"] : [];
+  const fd = String(listenerFd);
   if (options.language === "python")
-    return [options.interpreter, "-I", `${loaderDir}/loader.py`, socketPath, ...preload];
+    return [options.interpreter, "-I", `${loaderDir}/loader.py`, fd, ...preload];
   // V8 only learns the memory limit from a flag; the cgroup stays the hard cap.
   const heapMb = Math.max(16, Math.floor((options.limits.memoryBytes / 1024 / 1024) * 0.75));
   const heap = `--max-old-space-size=${heapMb}`;
-  return [options.interpreter, heap, `${loaderDir}/loader.mjs`, socketPath, ...preload];
+  return [options.interpreter, heap, `${loaderDir}/loader.mjs`, fd, ...preload];
 }
 
 /** bwrap writes `{"child-pid": N}` on the info fd once the sandbox's init exists. */

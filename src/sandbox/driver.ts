@@ -25,6 +25,8 @@ export interface SandboxOptions {
   preload?: boolean;
   /** "egress": outbound network through slirp4netns, the host's loopback blocked. */
   network: "none" | "egress";
+  /** Host uid (and gid) to run as; the layout's uid when not given. */
+  uid?: number;
 }
 
 /** What the agent is told to run once its sandbox is up. */

@@ -23,18 +23,16 @@ export class ProcessDriver implements SandboxDriver {
 
   async start(options: SandboxOptions): Promise<SandboxProcess> {
     const { run, cgroup } = await this.host.prepare(this.cgroups, options);
-    const [command, ...args] = loaderCommand(
-      options,
-      this.host.file("."),
-      this.host.socketOf(options.id),
-    );
+    const listener = await this.host.listen(options.id);
+    const [command, ...args] = loaderCommand(options, this.host.file("."), 3);
     const child = spawn(command!, args, {
       cwd: options.appDir,
       env: {},
-      uid: this.host.uid,
-      gid: this.host.uid,
-      stdio: ["pipe", "pipe", "pipe"],
+      uid: options.uid ?? this.host.uid,
+      gid: options.uid ?? this.host.uid,
+      stdio: ["pipe", "pipe", "pipe", listener.fd],
     });
+    listener.release();
     const sandbox = new SandboxProcess(child, options.id, run, cgroup, this.host, {
       app: options.appDir,
       home: options.homeDir,

@@ -1,5 +1,7 @@
 import type { ChildProcess } from "node:child_process";
-import { chmod, chown, copyFile, mkdir, rm, writeFile } from "node:fs/promises";
+import { closeSync, readFileSync, readdirSync } from "node:fs";
+import { chmod, chown, copyFile, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
 import path from "node:path";
 import type { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -13,21 +15,29 @@ const maxSocketPath = 107;
 
 /**
  * The host side of every sandbox: `<data>/sandbox/files` (the loaders and the few /etc files
- * a sandbox sees) and `<data>/sandbox/run/<id>` (the agent's socket). Everything here is
- * readable by the sandbox uid, nothing writable but its own run directory.
+ * a sandbox sees), `<data>/sandbox/run/<id>` (the sandbox's writable /run/agent) and
+ * `<data>/sandbox/sock/<id>` (the agent's socket). The files are readable by the sandbox uid,
+ * nothing is writable by it but its own run directory. The socket the host connects to is
+ * created by the host, in a directory only root can enter, and handed to the sandbox as a
+ * listening descriptor: the agent can neither see its path nor replace it.
  */
 export class HostLayout {
   private constructor(
     readonly root: string,
     /** Host uid (and gid) the sandboxes run as. */
     readonly uid: number,
+    /** Descriptors this process had inherited, closed before any sandbox could inherit them. */
+    readonly closedDescriptors: number[] = [],
   ) {}
 
   static async prepare(root: string, uid: number): Promise<HostLayout> {
     const files = path.join(root, "files");
+    const closed = closeInheritedDescriptors();
     await rm(path.join(root, "run"), { recursive: true, force: true });
+    await rm(path.join(root, "sock"), { recursive: true, force: true });
     await mkdir(files, { recursive: true, mode: 0o755 });
     await mkdir(path.join(root, "run"), { recursive: true, mode: 0o711 });
+    await mkdir(path.join(root, "sock"), { mode: 0o700 });
     await chmod(root, 0o711);
     for (const loader of ["loader.py", "loader.mjs"])
       await copyFile(path.join(loaderSource, loader), path.join(files, loader));
@@ -45,7 +55,7 @@ export class HostLayout {
     );
     // slirp4netns answers DNS at 10.0.2.3.
     await writeFile(path.join(files, "resolv.conf"), "nameserver 10.0.2.3\n");
-    const layout = new HostLayout(root, uid);
+    const layout = new HostLayout(root, uid, closed);
     const longest = layout.socketOf("x".repeat(16));
     if (Buffer.byteLength(longest) > maxSocketPath)
       throw new Error(
@@ -59,24 +69,43 @@ export class HostLayout {
   }
 
   socketOf(id: string): string {
-    return path.join(this.root, "run", id, "http.sock");
+    return path.join(this.root, "sock", id);
+  }
+
+  /**
+   * The agent's listening socket, bound at `socketOf(id)`: pass `fd` to the sandbox (spawn's
+   * stdio), then `release` the host's own copy at once, so that only the loader accepts.
+   */
+  async listen(id: string): Promise<{ fd: number; release: () => void }> {
+    // Bound under a temporary name and renamed into place: closing the host's copy unlinks
+    // the name it was bound to (libuv does), which is then gone already.
+    const bound = path.join(this.root, "sock", `.${id}`);
+    const server: Server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ path: bound, backlog: 256 }, resolve);
+    });
+    server.on("connection", (socket) => socket.destroy()); // never: nobody knows the name yet
+    await rename(bound, this.socketOf(id));
+    const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    return { fd, release: () => server.close() };
   }
 
   /** A new sandbox's run directory and its cgroup, with the limits set. */
   async prepare(
     cgroups: CgroupHost,
-    options: { id: string; limits: Limits },
+    options: { id: string; limits: Limits; uid?: number },
   ): Promise<{ run: string; cgroup: Cgroup }> {
-    const run = await this.makeRunDir(options.id);
+    const run = await this.makeRunDir(options.id, options.uid ?? this.uid);
     const cgroup = await cgroups.create(`s-${options.id}`);
     await cgroup.setLimits(options.limits);
     return { run, cgroup };
   }
 
-  async makeRunDir(id: string): Promise<string> {
-    const dir = path.dirname(this.socketOf(id));
+  async makeRunDir(id: string, uid = this.uid): Promise<string> {
+    const dir = path.join(this.root, "run", id);
     await mkdir(dir, { mode: 0o700 });
-    await chown(dir, this.uid, this.uid);
+    await chown(dir, uid, uid);
     return dir;
   }
 }
@@ -130,6 +159,7 @@ export class SandboxProcess implements Sandbox {
       for (const p of this.held) p.kill("SIGKILL");
       await this.cgroup.remove();
       await rm(this.runDir, { recursive: true, force: true });
+      await rm(this.socketPath, { force: true });
       return { code, signal, oomKilled };
     });
   }
@@ -186,4 +216,37 @@ export class SandboxProcess implements Sandbox {
     }
     return this.exited;
   }
+}
+
+/** O_CLOEXEC as /proc/<pid>/fdinfo shows it (octal flags). */
+const oCloexec = 0o2000000;
+
+/**
+ * Closes every descriptor above stderr that this process inherited without close-on-exec
+ * (e.g. `300<file` in the shell that started the service): each would pass through bwrap
+ * into every sandbox. Node opens its own descriptors close-on-exec (a fork's IPC channel
+ * too). Returns the descriptors closed.
+ */
+export function closeInheritedDescriptors(): number[] {
+  const keep = new Set([0, 1, 2]);
+  const closed: number[] = [];
+  for (const name of readdirSync("/proc/self/fd")) {
+    const fd = Number(name);
+    if (keep.has(fd)) continue;
+    let flags: number;
+    try {
+      const info = readFileSync(`/proc/self/fdinfo/${fd}`, "utf8");
+      flags = parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8);
+    } catch {
+      continue; // the listing's own descriptor, gone by now
+    }
+    if ((flags & oCloexec) !== 0) continue;
+    try {
+      closeSync(fd);
+      closed.push(fd);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return closed;
 }

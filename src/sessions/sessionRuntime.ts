@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import {
   chown,
   link,
+  lstat,
   mkdir,
   readFile,
   readdir,
@@ -23,6 +24,7 @@ import type {
 } from "../domain/model.js";
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
+import { chownTree, UidPool, type UidRange } from "../sandbox/uidPool.js";
 import { waitUntilReady } from "./agentSocket.js";
 import { SessionLog } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
@@ -32,7 +34,10 @@ export interface SessionRuntimeOptions {
   sessionsDir: string;
   /** `<data>/sandbox/pool`. */
   poolDir: string;
+  /** The uid builds run as (AGENTHOST_SANDBOX_UID). */
   uid: number;
+  /** Host uids for session sandboxes: each running sandbox has its own. */
+  uidRange: UidRange;
   warmPoolSize: number;
   network: "none" | "egress";
   pidsLimit: number;
@@ -70,6 +75,8 @@ interface Running {
   homeReady: Promise<void>;
   /** A warm pool directory this sandbox came from, removed with it. */
   slotDir?: string;
+  /** The sandbox's host uid, reserved until it ends. */
+  uid?: number;
 }
 
 const defaultIdleSeconds = 900;
@@ -98,6 +105,7 @@ export class SessionRuntime implements LiveSessions {
   /** Consoles of the sessions seen since the service started (kept for subscribers). */
   private readonly logs = new Map<string, SessionLog>();
   private readonly pool: WarmPool;
+  private readonly uids: UidPool;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
 
@@ -108,10 +116,11 @@ export class SessionRuntime implements LiveSessions {
     private readonly clock: Clock,
     private readonly options: SessionRuntimeOptions,
   ) {
+    this.uids = new UidPool(options.uidRange);
     this.pool = new WarmPool(driver, {
       dir: options.poolDir,
       size: options.warmPoolSize,
-      uid: options.uid,
+      uids: this.uids,
       limits: { cpu: 1, memoryBytes: 512 * 1024 * 1024, pids: options.pidsLimit },
       network: options.network,
       log: options.log,
@@ -120,6 +129,17 @@ export class SessionRuntime implements LiveSessions {
 
   get sandboxUid(): number {
     return this.options.uid;
+  }
+
+  /**
+   * The uid a session's files belong to: its running sandbox's, else its home's owner, else
+   * one no running sandbox has (the sandbox then keeps it when it starts, if still free).
+   */
+  async homeUid(s: Pick<Session, "project" | "agentName" | "id">): Promise<number> {
+    const uid = this.running.get(keyOf(s))?.uid;
+    if (uid !== undefined) return uid;
+    const owner = await lstat(this.homeOf(s)).catch(() => undefined);
+    return owner && this.uids.includes(owner.uid) ? owner.uid : this.uids.pick();
   }
 
   get driverName(): string {
@@ -253,6 +273,8 @@ export class SessionRuntime implements LiveSessions {
     const t0 = performance.now();
     let warmStart = false;
     let sandbox: Sandbox;
+    /** A uid this start reserved (a warm sandbox brings its own). */
+    let coldUid: number | undefined;
     try {
       let warm = (await exists(home)) ? undefined : this.pool.take(plan);
       if (warm) {
@@ -261,8 +283,7 @@ export class SessionRuntime implements LiveSessions {
           await rename(path.join(warm.dir, "home"), home);
         } catch {
           // The home appeared meanwhile (it is never replaced): this start goes cold.
-          const slot = warm;
-          void slot.sandbox.stop(0).then(() => rm(slot.dir, { recursive: true, force: true }));
+          void this.pool.discard(warm);
           warm = undefined;
         }
       }
@@ -270,14 +291,21 @@ export class SessionRuntime implements LiveSessions {
         `starting sandbox (${this.driver.name}${warm ? ", warm" : ""}) for version ${version.version}`,
       );
       if (warm) {
+        entry.uid = warm.uid;
         homeReady();
         await linkTree(plan.appDir, path.join(warm.dir, "app"));
         sandbox = warm.sandbox;
         entry.slotDir = warm.dir;
         warmStart = true;
       } else {
+        // The sandbox keeps the uid its home belongs to, unless a running one has it: then the
+        // home (its sandbox is not running) is given to a new uid.
+        const owner = await lstat(home).catch(() => undefined);
+        const uid = this.uids.take(owner?.uid);
+        coldUid = entry.uid = uid;
         await mkdir(home, { recursive: true, mode: 0o700 });
-        await chown(home, this.options.uid, this.options.uid);
+        if (!owner) await chown(home, uid, uid);
+        else if (owner.uid !== uid) await chownTree(home, uid);
         homeReady();
         sandbox = await this.driver.start({
           id: randomBytes(8).toString("hex"),
@@ -287,9 +315,11 @@ export class SessionRuntime implements LiveSessions {
           appDir: plan.appDir,
           limits: this.limitsOf(version),
           network: this.options.network,
+          uid,
         });
       }
     } catch (err) {
+      if (coldUid !== undefined) this.uids.release(coldUid);
       return fail(`the sandbox could not be created: ${(err as Error).message}`);
     }
     entry.sandbox = sandbox;
@@ -369,6 +399,7 @@ export class SessionRuntime implements LiveSessions {
     }
     entry.log.status(`sandbox ended (${how}): ${termination.reason}`);
     if (entry.slotDir) await rm(entry.slotDir, { recursive: true, force: true });
+    if (entry.uid !== undefined) this.uids.release(entry.uid);
     this.running.delete(keyOf(session));
     await this.record(session, termination).catch((err: unknown) =>
       this.options.log.error({ err }, "could not record a session's end"),

@@ -226,9 +226,10 @@ export class SessionService {
     await runtime.touch(session);
     await runtime.homeReady(session);
     const dir = runtime.homeOf(session);
+    const uid = await runtime.homeUid(session);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chown(dir, runtime.sandboxUid, runtime.sandboxUid);
-    return new SessionHome(dir, runtime.sandboxUid);
+    await chown(dir, uid, uid);
+    return new SessionHome(dir, uid);
   }
 
   /** Bytes an upload may still add to a home, or the error when the quota is used up. */

@@ -4,12 +4,15 @@ import path from "node:path";
 import type { Logger } from "pino";
 import type { Limits } from "../sandbox/cgroups.js";
 import type { Language, Sandbox, SandboxDriver } from "../sandbox/driver.js";
+import type { UidPool } from "../sandbox/uidPool.js";
 
 /** A booted sandbox waiting for an agent: its empty home and code directories are its own. */
 export interface WarmSandbox {
   sandbox: Sandbox;
   /** `<pool>/<id>`: `home/` becomes the session's home, `app/` receives the code. */
   dir: string;
+  /** The sandbox's own host uid (the home's owner); the session that takes it releases it. */
+  uid: number;
 }
 
 export interface Runtime {
@@ -32,7 +35,7 @@ export class WarmPool {
     private readonly options: {
       dir: string;
       size: number;
-      uid: number;
+      uids: UidPool;
       limits: Limits;
       network: "none" | "egress";
       log: Logger;
@@ -73,7 +76,7 @@ export class WarmPool {
       this.ready.set(key, slots);
       while (!this.closed && slots.length < this.options.size) {
         const slot = await this.boot(runtime);
-        if (this.closed) await discard(slot);
+        if (this.closed) await this.discard(slot);
         else slots.push(slot);
       }
     } catch (err) {
@@ -88,23 +91,32 @@ export class WarmPool {
     const dir = path.join(this.options.dir, id);
     await mkdir(path.join(dir, "app"), { recursive: true, mode: 0o755 });
     await mkdir(path.join(dir, "home"), { mode: 0o700 });
-    await chown(path.join(dir, "home"), this.options.uid, this.options.uid);
-    const sandbox = await this.driver.start({
-      id,
-      ...runtime,
-      homeDir: path.join(dir, "home"),
-      appDir: path.join(dir, "app"),
-      limits: this.options.limits,
-      network: this.options.network,
-      preload: true,
-    });
-    const slot = { sandbox, dir };
+    const uid = this.options.uids.take();
+    let sandbox: Sandbox;
+    try {
+      await chown(path.join(dir, "home"), uid, uid);
+      sandbox = await this.driver.start({
+        id,
+        ...runtime,
+        homeDir: path.join(dir, "home"),
+        appDir: path.join(dir, "app"),
+        limits: this.options.limits,
+        network: this.options.network,
+        preload: true,
+        uid,
+      });
+    } catch (err) {
+      this.options.uids.release(uid);
+      throw err;
+    }
+    const slot = { sandbox, dir, uid };
     // A warm sandbox that dies (it should not) leaves the pool.
     void sandbox.exited.then(() => {
       const slots = this.ready.get(runtime.interpreter);
       const i = slots?.indexOf(slot) ?? -1;
       if (i >= 0) {
         slots!.splice(i, 1);
+        this.options.uids.release(uid);
         void rm(dir, { recursive: true, force: true });
       }
     });
@@ -115,11 +127,13 @@ export class WarmPool {
     this.closed = true;
     const slots = [...this.ready.values()].flat();
     this.ready.clear();
-    await Promise.all(slots.map(discard));
+    await Promise.all(slots.map((slot) => this.discard(slot)));
   }
-}
 
-async function discard(slot: WarmSandbox): Promise<void> {
-  await slot.sandbox.stop(0);
-  await rm(slot.dir, { recursive: true, force: true });
+  /** Stops a slot that no session took, and frees its uid. */
+  async discard(slot: WarmSandbox): Promise<void> {
+    await slot.sandbox.stop(0);
+    this.options.uids.release(slot.uid);
+    await rm(slot.dir, { recursive: true, force: true });
+  }
 }

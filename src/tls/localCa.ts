@@ -16,6 +16,8 @@ const serverNames = { dns: ["localhost"], ips: ["127.0.0.1", "::1"] };
  * A local certificate authority and a server certificate for localhost, 127.0.0.1 and ::1,
  * kept in `<dir>`: ca.pem (trust this), ca-key.pem, server.pem, server-key.pem. The CA is made
  * once and reused; the server certificate is re-issued when missing or within 30 days of expiry.
+ * The CA carries a critical name constraint to those same names: a certificate it signed for
+ * any other name fails verification, so trusting it trusts nothing but this service.
  */
 export function ensureLocalTls(dir: string): TlsFiles {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -50,6 +52,40 @@ function expiresSoon(certFile: string): boolean {
   return new Date(cert.validTo).getTime() - Date.now() < 30 * 24 * 3600 * 1000;
 }
 
+/** NameConstraints (RFC 5280 4.2.1.10): permitted subtrees for exactly `serverNames`. */
+function nameConstraints(): forge.asn1.Asn1 {
+  const { asn1 } = forge;
+  const subtree = (tag: number, value: string) =>
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+      asn1.create(asn1.Class.CONTEXT_SPECIFIC, tag, false, value),
+    ]);
+  const bytes = (b: Buffer) => b.toString("binary");
+  const ips = serverNames.ips.map((ip) => {
+    // An address and its mask: every bit must match.
+    const v4 = ip.includes(".");
+    const address = v4
+      ? Buffer.from(ip.split(".").map(Number))
+      : Buffer.from(forge.util.hexToBytes(expandIpv6(ip)), "binary");
+    return subtree(7, bytes(Buffer.concat([address, Buffer.alloc(address.length, 0xff)])));
+  });
+  return asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
+    asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, [
+      ...serverNames.dns.map((name) => subtree(2, name)),
+      ...ips,
+    ]),
+  ]);
+}
+
+/** An IPv6 address as 32 hex digits ("::1" → "000…0001"). */
+function expandIpv6(ip: string): string {
+  const [head = "", tail = ""] = ip.split("::");
+  const groups = (s: string) => (s ? s.split(":") : []);
+  const missing = 8 - groups(head).length - groups(tail).length;
+  return [...groups(head), ...Array<string>(missing).fill("0"), ...groups(tail)]
+    .map((g) => g.padStart(4, "0"))
+    .join("");
+}
+
 function issue(options: {
   commonName: string;
   isCa: boolean;
@@ -77,6 +113,7 @@ function issue(options: {
           { name: "basicConstraints", cA: true, critical: true },
           { name: "keyUsage", keyCertSign: true, cRLSign: true, critical: true },
           { name: "subjectKeyIdentifier" },
+          { id: "2.5.29.30", critical: true, value: nameConstraints() },
         ]
       : [
           { name: "basicConstraints", cA: false },

@@ -136,7 +136,11 @@ describe("session files", () => {
     assert.equal(written.path, "big/data.bin");
     assert.equal(sha256(await download(id, "big/data.bin")), sha256(data));
     const home = path.join(server.dataDir, "sessions/default", agent, id, "home");
-    assert.equal(statSync(path.join(home, "big/data.bin")).uid, 65534, "owned by the sandbox uid");
+    assert.equal(
+      statSync(path.join(home, "big/data.bin")).uid,
+      statSync(home).uid,
+      "owned by the session's uid",
+    );
 
     await refused(
       client.agents.uploadSessionFile(agent, id, "big/more.bin", Buffer.alloc(maxFile + 1)),

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -86,12 +87,16 @@ async function waitFor(agent: string, id: string, status: string, timeoutMs = 15
 
 /** Processes running in the sandboxes of a data directory (their cgroups, by the service's group). */
 function sandboxProcesses(dataDir: string): number[] {
+  const group = `agenthost-${createHash("sha256").update(dataDir).digest("hex").slice(0, 12)}/s-`;
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8");
-      if (cmd.includes(path.join(dataDir, "sandbox"))) pids.push(Number(entry));
+      // A sandbox's command line shows no host path; its cgroup names the service's group.
+      const cgroups = readFileSync(`/proc/${entry}/cgroup`, "utf8");
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const zombie = stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z"); // dead already
+      if (cgroups.includes(group) && !zombie) pids.push(Number(entry));
     } catch {
       // exited meanwhile
     }
@@ -297,7 +302,9 @@ describe("sessions", () => {
     const s = await client.agents.createSession(agent, v("1"));
     assert.equal((await ask(agent, "remember the blue door", s.agent_session_id)).status, 200);
     const home = path.join(server.dataDir, "sessions/default", agent, s.agent_session_id, "home");
-    assert.equal(statSync(path.join(home, "notes.txt")).uid, 65534, "written as the sandbox uid");
+    const uid = statSync(home).uid;
+    assert.ok(uid >= 1879048192, `the home belongs to the session's own uid (${uid})`);
+    assert.equal(statSync(path.join(home, "notes.txt")).uid, uid, "written as the sandbox uid");
     const idle = await waitFor(agent, s.agent_session_id, "idle", 10_000);
     assert.equal(idle.termination_reason, "idle_timeout");
     assert.equal(typeof idle.stopped_at, "number");

@@ -1,0 +1,134 @@
+import fs, { constants, readFileSync } from "node:fs";
+import { lchown, readdir } from "node:fs/promises";
+import { promisify } from "node:util";
+
+const openFd = promisify(fs.open);
+const close = promisify(fs.close);
+const fchown = promisify(fs.fchown);
+const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
+
+export interface UidRange {
+  first: number;
+  last: number;
+}
+
+/** "FIRST-LAST" (inclusive), e.g. "1879048192-1879113727"; undefined when malformed. */
+export function parseUidRange(text: string): UidRange | undefined {
+  const m = /^(\d+)-(\d+)$/.exec(text.trim());
+  if (!m) return undefined;
+  const [first, last] = [Number(m[1]), Number(m[2])];
+  if (first < 1 || last < first || last >= 2 ** 32 - 1) return undefined;
+  return { first, last };
+}
+
+/**
+ * Why the range cannot hold sandboxes, or undefined when it can: it must not contain an
+ * account of this host (/etc/passwd), a subordinate range some user may map (/etc/subuid),
+ * or the uid builds run as.
+ */
+export function checkUidRange(range: UidRange, buildUid: number): string | undefined {
+  const inRange = (uid: number) => uid >= range.first && uid <= range.last;
+  if (inRange(buildUid)) return `it contains the sandbox uid ${buildUid}`;
+  const read = (file: string) => {
+    try {
+      return readFileSync(file, "utf8").split("\n");
+    } catch {
+      return [];
+    }
+  };
+  for (const line of read("/etc/passwd")) {
+    const [name, , uid] = line.split(":");
+    if (uid !== undefined && /^\d+$/.test(uid) && inRange(Number(uid)))
+      return `it contains the uid ${uid} of the account ${name} (/etc/passwd)`;
+  }
+  for (const file of ["/etc/subuid", "/etc/subgid"]) {
+    for (const line of read(file)) {
+      const [name, start, count] = line.split(":");
+      if (!start || !count || !/^\d+$/.test(start) || !/^\d+$/.test(count)) continue;
+      const [a, b] = [Number(start), Number(start) + Number(count) - 1];
+      if (a <= range.last && b >= range.first)
+        return `it overlaps ${name}'s subordinate ids ${a}-${b} (${file})`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Host uids for sandboxes, one per running sandbox: every per-uid kernel limit and quota
+ * (keyrings, inotify instances, RLIMIT_NPROC, …) is per sandbox, and one session's files are
+ * not another's.
+ */
+export class UidPool {
+  private readonly used = new Set<number>();
+
+  constructor(private readonly range: UidRange) {}
+
+  includes(uid: number): boolean {
+    return uid >= this.range.first && uid <= this.range.last;
+  }
+
+  /** A uid no running sandbox has, not reserved: for a home made before its sandbox starts. */
+  pick(): number {
+    const size = this.range.last - this.range.first + 1;
+    if (this.used.size >= size) throw new Error("every sandbox uid is in use");
+    for (;;) {
+      const uid = this.range.first + Math.floor(Math.random() * size);
+      if (!this.used.has(uid)) return uid;
+    }
+  }
+
+  /** Reserves `prefer` when it is in the range and free, else a random free uid. */
+  take(prefer?: number): number {
+    const uid =
+      prefer !== undefined && this.includes(prefer) && !this.used.has(prefer)
+        ? prefer
+        : this.pick();
+    this.used.add(uid);
+    return uid;
+  }
+
+  release(uid: number): void {
+    this.used.delete(uid);
+  }
+}
+
+/**
+ * Gives a directory tree (a home whose sandbox is not running) to `uid`, never following a
+ * link: each directory is opened from its parent's descriptor with O_NOFOLLOW, anything else
+ * is lchown'ed. One descriptor is open at a time (the walk climbs back through ".."), so no
+ * depth or path length stops it.
+ */
+export async function chownTree(root: string, uid: number): Promise<void> {
+  const at = (fd: number, name: string) => `/proc/self/fd/${fd}/${name}`;
+  const openDir = (file: string) => openFd(file, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK);
+  let fd = await openDir(root);
+  try {
+    await fchown(fd, uid, uid);
+    const pending: string[][] = [await readdir(`/proc/self/fd/${fd}`)];
+    while (pending.length > 0) {
+      const name = pending.at(-1)!.pop();
+      if (name === undefined) {
+        pending.pop();
+        if (pending.length === 0) break;
+        const up = await openDir(at(fd, ".."));
+        await close(fd);
+        fd = up;
+        continue;
+      }
+      const child = await openDir(at(fd, name)).catch(() => undefined);
+      if (child === undefined) {
+        // Not a directory (a file, a link, a socket): its own owner changes, nothing it names.
+        await lchown(at(fd, name), uid, uid).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== "ENOENT") throw err;
+        });
+        continue;
+      }
+      await close(fd);
+      fd = child;
+      await fchown(fd, uid, uid);
+      pending.push(await readdir(`/proc/self/fd/${fd}`));
+    }
+  } finally {
+    await close(fd).catch(() => {});
+  }
+}
