@@ -323,3 +323,36 @@ describe("a build killed with the service", { skip }, () => {
     }
   });
 });
+
+describe("builds with the process driver (unisolated)", { skip }, () => {
+  it("still run as the sandbox uid, with a clean environment and no config of the upload", async () => {
+    const own = await startServer({
+      env: { ...serverEnv, AGENTHOST_SANDBOX_DRIVER: "process", AGENTHOST_WARM_POOL_SIZE: "0" },
+    });
+    const c = sdk(own, own.adminKey);
+    const marker = newMarker();
+    try {
+      await upload(
+        c,
+        "npmrc",
+        zipOf("build-npmrc-git", [{ name: "marker", data: marker }]),
+        "node",
+      );
+      await settled(own, "npmrc");
+      assert.equal(existsSync(`/tmp/${marker}`), false, buildLog(own, "npmrc"));
+      await uploadPip(c, "snoop", "snoop");
+      await settled(own, "snoop");
+      const report = JSON.parse(
+        readFileSync(path.join(appDirOf(own, "snoop"), "report.json"), "utf8"),
+      ) as { uid: number; shadow: { ok: boolean }; secrets: string[]; env: Record<string, string> };
+      assert.equal(report.uid, sandboxUid);
+      assert.equal(report.shadow.ok, false);
+      assert.deepEqual(report.secrets, [], "no readable environment holds a setting");
+      assert.ok(!JSON.stringify(report.env).includes(canary));
+      assert.equal(report.env.HOME, path.join(own.dataDir, "builds/default/snoop/1/scratch"));
+    } finally {
+      await own.stop();
+      removeDir(own.dataDir);
+    }
+  });
+});
