@@ -294,6 +294,7 @@ export class CodeRuntime implements HostedCode {
         message: `Dependency installs run in a sandbox, and sandboxes are unavailable here: ${sandbox.unavailable}.`,
       };
     }
+    if (this.shutdown.signal.aborted) return "shutdown";
     const { sandboxUid: uid, buildDiskBytes } = this.options;
     await this.writeConfig();
     for (const name of neutralisedFiles) {

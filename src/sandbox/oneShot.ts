@@ -7,7 +7,8 @@ import type { RunOptions, RunResult } from "./driver.js";
  * cgroup at the timeout or on abort, and a result only once the group is empty and removed
  * (and the helpers it held, e.g. slirp4netns, are gone).
  *
- * `release` runs the command: it places the processes in the cgroup and lets them go on.
+ * `release` runs the command: it places the processes in the cgroup and lets them go on; it
+ * must settle by itself (e.g. when the sandbox exits).
  */
 export async function superviseRun(
   child: ChildProcess,
@@ -27,7 +28,11 @@ export async function superviseRun(
   child.stderr?.on("data", (chunk: Buffer) => options.onOutput(chunk));
   let timedOut = false;
   let aborted = false;
+  // Until its processes are in the group, a kill waits: a sandbox blocked before its start
+  // would not die with a killed parent, and would hold the pipes open.
+  let placed = false;
   const kill = () => {
+    if (!placed) return;
     void cgroup.killAll().catch(() => {});
     child.kill("SIGKILL"); // in case it never made it into the group
   };
@@ -41,12 +46,15 @@ export async function superviseRun(
   };
   if (options.signal.aborted) onAbort();
   else options.signal.addEventListener("abort", onAbort, { once: true });
+  let failed = false;
   try {
-    if (!aborted) await release(held);
+    await release(held);
   } catch (err) {
     options.onOutput(Buffer.from(`sandbox failed: ${(err as Error).message}\n`));
-    kill();
+    failed = true;
   }
+  placed = true;
+  if (failed || aborted || timedOut) kill();
   const { code, signal } = await exit;
   clearTimeout(timer);
   options.signal.removeEventListener("abort", onAbort);

@@ -307,7 +307,6 @@ describe("a build killed with the service", { skip }, () => {
         dataDir: own.dataDir,
         env: { ...serverEnv, AGENTHOST_BUILD_TIMEOUT_SECONDS: "5" },
       });
-      const c = sdk(again, again.adminKey);
       // The version builds again (the same hanging install, now timed out).
       assert.ok(
         await eventually(() => processesWith(marker).length > 0, 60_000),
