@@ -270,6 +270,8 @@ export class CodeRuntime implements HostedCode {
       }
       await finish(true, "ready", "build succeeded");
     } catch (err) {
+      // Whatever was unpacked stays, private to the sandboxes and read-only (if it can be).
+      await seal(appDir, this.options.sandboxUid).catch(() => {});
       await finish(false, "build_failed", `The build failed: ${(err as Error).message}`);
     }
   }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
@@ -255,6 +257,40 @@ describe("build sandbox", { skip }, () => {
     assert.equal(v.status, "failed");
     assert.equal(v.status_reason?.code, "build_timeout");
     assert.deepEqual(processesWith(marker), [], "no process of the build is left");
+  });
+
+  it("an install reaches the registry but no server on the host's loopback", async () => {
+    const hits: string[] = [];
+    const local = http.createServer((req, res) => {
+      hits.push(req.url ?? "");
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => local.listen(0, "127.0.0.1", resolve));
+    const { port } = local.address() as AddressInfo;
+    try {
+      const name = newName();
+      const zip = makeZip([
+        { name: "index.js", data: "1;\n" },
+        {
+          name: "package.json",
+          data: JSON.stringify({
+            name,
+            version: "1.0.0",
+            dependencies: {
+              // The host's loopback as the sandbox's own, and as slirp4netns's host address.
+              a: `http://127.0.0.1:${port}/a.tgz`,
+              b: `http://10.0.2.2:${port}/b.tgz`,
+            },
+          }),
+        },
+      ]);
+      await upload(client, name, zip, "node");
+      const v = await settled(server, name);
+      assert.equal(v.status, "failed", buildLog(server, name));
+      assert.deepEqual(hits, [], "no request reached the host's loopback");
+    } finally {
+      local.close();
+    }
   });
 
   it("built code is read-only for the sandbox uid and private to it", async () => {
