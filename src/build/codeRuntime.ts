@@ -320,11 +320,12 @@ export class CodeRuntime implements HostedCode {
     let dropped = 0;
     const tooBig = new AbortController();
     let usage = 0;
-    let watching = true;
+    const done = new AbortController();
     const watch = (async () => {
-      while (watching) {
-        await sleep(diskPollMs);
-        if (!watching) return;
+      while (!done.signal.aborted) {
+        await sleep(diskPollMs, undefined, { signal: done.signal }).catch(() => {});
+        if (done.signal.aborted) return;
+        // A tree too deep to walk counts as too big.
         usage = await treeUsage(dir).catch(() => Infinity);
         if (usage > buildDiskBytes) return tooBig.abort();
       }
@@ -348,9 +349,7 @@ export class CodeRuntime implements HostedCode {
           }
         },
       })
-      .finally(() => {
-        watching = false;
-      });
+      .finally(() => done.abort());
     await watch;
     if (dropped > 0) say(`${dropped} bytes of install output dropped (the build log is full)`);
     if (this.shutdown.signal.aborted) return "shutdown";
