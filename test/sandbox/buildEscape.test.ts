@@ -390,4 +390,35 @@ describe("builds with the process driver (unisolated)", { skip }, () => {
       removeDir(own.dataDir);
     }
   });
+
+  it("an installer left by kill -9 (nothing dies with its parent here) is swept at start", async () => {
+    const env = {
+      ...serverEnv,
+      AGENTHOST_SANDBOX_DRIVER: "process",
+      AGENTHOST_WARM_POOL_SIZE: "0",
+    };
+    const own = await startServer({ env });
+    const marker = newMarker();
+    let again: TestServer | undefined;
+    try {
+      await uploadPip(sdk(own, own.adminKey), "swept", "hang", marker);
+      assert.ok(
+        await eventually(() => processesWith(marker).length > 0, 60_000),
+        "the hanging install started",
+      );
+      await own.kill();
+      await sleep(500);
+      const left = processesWith(marker);
+      assert.ok(left.length > 0, "unisolated, the installer outlives the service");
+      assert.ok(left.every((p) => p.uid === sandboxUid));
+      again = await startServer({ dataDir: own.dataDir, env });
+      // (A killed process may linger as a zombie, without a command line.)
+      assert.deepEqual(processesWith(marker), [], "the start swept the earlier run's build cgroup");
+    } finally {
+      await again?.stop();
+      await own.kill();
+      for (const p of processesWith(marker)) process.kill(p.pid, "SIGKILL");
+      removeDir(own.dataDir);
+    }
+  });
 });
