@@ -158,12 +158,11 @@ export function createServices(
 function codeRuntimeOptions(
   config: Config,
   log: Logger,
-  host: { registry: string; caFile: string | undefined } = {
+  host: () => Promise<{ registry: string; caFile: string | undefined }> = async () => ({
     registry: "https://registry.npmjs.org/",
     caFile: undefined,
-  },
+  }),
 ): CodeRuntimeOptions {
-  const caFile = config.buildCaFile === "none" ? undefined : (config.buildCaFile ?? host.caFile);
   return {
     buildsDir: path.join(config.dataDir, "builds"),
     runtimePolicy: config.runtimePolicy,
@@ -175,7 +174,15 @@ function codeRuntimeOptions(
       pids: config.buildPidsLimit,
     },
     buildDiskBytes: config.buildDiskBytes,
-    registry: { npmRegistry: host.registry, caFile, network: config.buildNetwork },
+    // Read once, at the first install.
+    registry: async () => {
+      const npm = await host();
+      return {
+        npmRegistry: npm.registry,
+        caFile: config.buildCaFile === "none" ? undefined : (config.buildCaFile ?? npm.caFile),
+        network: config.buildNetwork,
+      };
+    },
     sandboxUid: config.sandboxUid,
     configDir: path.join(config.dataDir, "sandbox", "build"),
     log,
@@ -202,7 +209,7 @@ export async function startService(config: Config): Promise<RunningService> {
     store.agents,
     new LocalBlobStore(path.join(config.dataDir, "blobs")),
     // Installs reach the registry the host's npm uses, trusting the CA it trusts.
-    codeRuntimeOptions(config, log, hostNpmSettings()),
+    codeRuntimeOptions(config, log, hostNpmSettings),
   );
   let origin = "";
   const sandboxes = await openSandboxes(

@@ -53,7 +53,8 @@ export interface CodeRuntimeOptions {
   buildLimits?: Limits;
   /** Bytes one version's build directory may take; an install past it is stopped. */
   buildDiskBytes?: number;
-  registry?: RegistrySettings;
+  /** How installs reach their registries; a function is asked once, at the first install. */
+  registry?: RegistrySettings | (() => Promise<RegistrySettings>);
   /** Host uid (and gid) of the sandboxes: installs run as it; built code is its group's. */
   sandboxUid?: number;
   /** Host directory for the files installs read (default `<buildsDir>/../sandbox/build`). */
@@ -85,6 +86,7 @@ export class CodeRuntime implements HostedCode {
     unavailable: "no sandbox runtime",
   };
   private configReady = false;
+  private registrySettings: Promise<RegistrySettings> | undefined;
 
   constructor(
     private readonly agents: AgentRepository,
@@ -254,7 +256,7 @@ export class CodeRuntime implements HostedCode {
       say(`runtime ${code.runtime} → ${runtime.interpreter.path}`);
       const step =
         code.dependency_resolution === "remote_build"
-          ? installStep(appDir, runtime.interpreter, this.options.registry)
+          ? installStep(appDir, runtime.interpreter, await this.registry())
           : undefined;
       if (code.dependency_resolution === "remote_build" && !step)
         say(
@@ -385,6 +387,13 @@ export class CodeRuntime implements HostedCode {
     return undefined;
   }
 
+  private registry(): Promise<RegistrySettings> {
+    const { registry } = this.options;
+    this.registrySettings ??=
+      typeof registry === "function" ? registry() : Promise.resolve(registry);
+    return this.registrySettings;
+  }
+
   /** The files every install reads: empty npm configs and the registry CA bundle. */
   private async writeConfig(): Promise<void> {
     if (this.configReady) return;
@@ -394,7 +403,7 @@ export class CodeRuntime implements HostedCode {
     await chown(dir, 0, 0);
     for (const empty of [configFiles.userNpmrc, configFiles.globalNpmrc])
       await writeFile(path.join(dir, empty), "", { mode: 0o644 });
-    const ca = this.options.registry.caFile;
+    const ca = (await this.registry()).caFile;
     if (ca) {
       await copyFile(ca, path.join(dir, configFiles.ca));
       await chmod(path.join(dir, configFiles.ca), 0o644);

@@ -1,8 +1,11 @@
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
 import type { RunPaths } from "../sandbox/driver.js";
 import type { Interpreter } from "./runtimes.js";
+
+const execFileAsync = promisify(execFile);
 
 /** A command that installs a version's dependencies into its code directory, in a sandbox. */
 export interface InstallStep {
@@ -132,16 +135,17 @@ function readHead(file: string): string {
 
 /**
  * The host npm's registry and CA bundle (`npm config get …` as the service's user, so its own
- * npmrc files count), or defaults when npm is missing. Read once at start.
+ * npmrc files count; NODE_EXTRA_CA_CERTS when npm names no CA file), or defaults when npm is
+ * missing.
  */
-export function hostNpmSettings(): { registry: string; caFile: string | undefined } {
+export async function hostNpmSettings(): Promise<{ registry: string; caFile: string | undefined }> {
   // From "/": no project .npmrc of wherever the service was started counts.
-  const out = spawnSync("npm", ["config", "get", "cafile", "registry"], {
+  const out = await execFileAsync("npm", ["config", "get", "cafile", "registry"], {
     encoding: "utf8",
     timeout: 15_000,
     cwd: "/",
-  });
-  const lines = out.status === 0 ? out.stdout.split("\n") : [];
+  }).catch(() => ({ stdout: "" }));
+  const lines = out.stdout.split("\n");
   const get = (key: string) => {
     const value = lines
       .find((l) => l.startsWith(`${key}=`))
