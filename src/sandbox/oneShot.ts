@@ -48,7 +48,10 @@ export async function superviseRun(
   else options.signal.addEventListener("abort", onAbort, { once: true });
   let failed = false;
   try {
-    await release(held);
+    // A command that never started (or died early) does not leave the placement waiting.
+    const early = exit.then(() => Promise.reject(new Error("it exited before its start")));
+    early.catch(() => {});
+    await Promise.race([release(held), early]);
   } catch (err) {
     options.onOutput(Buffer.from(`sandbox failed: ${(err as Error).message}\n`));
     failed = true;
