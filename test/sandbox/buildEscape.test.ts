@@ -241,6 +241,15 @@ describe("build sandbox", { skip }, () => {
     assert.match(v.status_reason!.message, /grew past its limit of 64 MiB/, log);
   });
 
+  it("a flood of install output stops at the build log's cap, with a count", async () => {
+    const name = newName();
+    await uploadPip(client, name, "flood");
+    await settled(server, name);
+    const log = path.join(server.dataDir, "builds/default", name, "1/build.log");
+    assert.ok(statSync(log).size < 9 * 1024 * 1024, `build.log is ${statSync(log).size} bytes`);
+    assert.match(readFileSync(log, "utf8"), /\d+ bytes of install output dropped/);
+  });
+
   it("an install past the timeout is killed with everything it started", async () => {
     const name = newName();
     const marker = newMarker();
