@@ -329,6 +329,15 @@ describe("build sandbox", { skip }, () => {
     assert.notEqual(asSandbox(`touch '${app}/new'`).status, 0, "nor add to it");
     const other = spawnSync("/bin/cat", [installed], { uid: 12345, gid: 12345, env: {} });
     assert.notEqual(other.status, 0, "another host user cannot read it");
+    const versionDir = path.dirname(app);
+    assert.equal(
+      statSync(path.join(versionDir, "build.log")).mode & 0o077,
+      0,
+      "build.log is private",
+    );
+    assert.equal(statSync(versionDir).mode & 0o066, 0, "the version's directory is not listable");
+    const list = spawnSync("/bin/ls", [versionDir], { uid: 12345, gid: 12345, env: {} });
+    assert.notEqual(list.status, 0, "another host user cannot list it");
   });
 });
 
