@@ -375,6 +375,23 @@ describe("a build killed with the service", { skip }, () => {
       removeDir(own.dataDir);
     }
   });
+
+  it("a shutdown (SIGTERM) kills the install with everything it started", async () => {
+    const own = await startServer({ env: serverEnv });
+    const marker = newMarker();
+    try {
+      await uploadPip(sdk(own, own.adminKey), "stopped", "hang", marker);
+      assert.ok(
+        await eventually(() => processesWith(marker).length > 0, 60_000),
+        "the hanging install started",
+      );
+      assert.equal(await own.stop(), 0, "a clean exit");
+      assert.deepEqual(processesWith(marker), [], "no installer outlives the shutdown");
+    } finally {
+      await own.kill();
+      removeDir(own.dataDir);
+    }
+  });
 });
 
 describe("builds with the process driver (unisolated)", { skip }, () => {
