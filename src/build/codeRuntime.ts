@@ -322,13 +322,19 @@ export class CodeRuntime implements HostedCode {
     let dropped = 0;
     const tooBig = new AbortController();
     let usage = 0;
+    let unmeasurable: string | undefined;
+    // A tree that cannot be walked (too deep) counts as too big.
+    const measure = () =>
+      treeUsage(dir).catch((err: Error) => {
+        unmeasurable = err.message;
+        return Infinity;
+      });
     const done = new AbortController();
     const watch = (async () => {
       while (!done.signal.aborted) {
         await sleep(diskPollMs, undefined, { signal: done.signal }).catch(() => {});
         if (done.signal.aborted) return;
-        // A tree too deep to walk counts as too big.
-        usage = await treeUsage(dir).catch(() => Infinity);
+        usage = await measure();
         if (usage > buildDiskBytes) return tooBig.abort();
       }
     })();
@@ -356,14 +362,19 @@ export class CodeRuntime implements HostedCode {
     if (dropped > 0) say(`${dropped} bytes of install output dropped (the build log is full)`);
     if (this.shutdown.signal.aborted) return "shutdown";
     await rm(home, { recursive: true, force: true });
-    if (!tooBig.signal.aborted && result.code === 0)
-      usage = await treeUsage(dir).catch(() => Infinity);
-    await seal(appDir, uid);
+    if (!tooBig.signal.aborted && result.code === 0) usage = await measure();
+    // (A tree it cannot seal, too deep, fails the version: no session runs it.)
+    const unsealed = await seal(appDir, uid).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
     const limitMiB = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MiB`;
     if (tooBig.signal.aborted || usage > buildDiskBytes) {
       return {
         code: "dependency_install_failed",
-        message: `The build directory grew past its limit of ${limitMiB(buildDiskBytes)}; the install was stopped.`,
+        message: unmeasurable
+          ? `The install was stopped: ${unmeasurable}.`
+          : `The build directory grew past its limit of ${limitMiB(buildDiskBytes)}; the install was stopped.`,
       };
     }
     if (result.timedOut) {
@@ -382,6 +393,12 @@ export class CodeRuntime implements HostedCode {
       return {
         code: "dependency_install_failed",
         message: `Installing dependencies from ${step.manifest} failed (exit ${result.code ?? result.signal}); see the build log.`,
+      };
+    }
+    if (unsealed) {
+      return {
+        code: "dependency_install_failed",
+        message: `The installed code cannot be made read-only: ${unsealed}.`,
       };
     }
     return undefined;

@@ -250,6 +250,16 @@ describe("build sandbox", { skip }, () => {
     assert.match(readFileSync(log, "utf8"), /\d+ bytes of install output dropped/);
   });
 
+  it("an install making a tree too deep to walk is stopped, never crashing the service", async () => {
+    const name = newName();
+    await uploadPip(client, name, "deep");
+    const v = await settled(server, name);
+    assert.equal(v.status, "failed", buildLog(server, name));
+    assert.match(v.status_reason!.message, /more than 256 directories deep/);
+    const again = await client.agents.get(name);
+    assert.equal(again.name, name, "the service still answers");
+  });
+
   it("an install past the timeout is killed with everything it started", async () => {
     const name = newName();
     const marker = newMarker();
