@@ -420,7 +420,7 @@ describe("builds with the process driver (unisolated)", { skip }, () => {
       );
       await settled(own, "npmrc");
       assert.equal(existsSync(`/tmp/${marker}`), false, buildLog(own, "npmrc"));
-      await uploadPip(c, "snoop", "snoop");
+      await uploadPip(c, "snoop", "snoop", marker);
       await settled(own, "snoop");
       const report = JSON.parse(
         readFileSync(path.join(appDirOf(own, "snoop"), "report.json"), "utf8"),
@@ -433,6 +433,8 @@ describe("builds with the process driver (unisolated)", { skip }, () => {
     } finally {
       await own.stop();
       removeDir(own.dataDir);
+      // Unisolated, the snooping setup.py could write where anyone may.
+      for (const d of ["/tmp", "/var/tmp"]) removeDir(path.join(d, marker));
     }
   });
 
