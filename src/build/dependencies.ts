@@ -113,7 +113,8 @@ export function installStep(
         npm_config_ignore_scripts: "true",
         npm_config_git: "git",
         npm_config_update_notifier: "false",
-        ...(ca(paths) ? { npm_config_cafile: ca(paths)! } : {}),
+        // git (git dependencies over https) trusts the same CA bundle.
+        ...(ca(paths) ? { npm_config_cafile: ca(paths)!, GIT_SSL_CAINFO: ca(paths)! } : {}),
       }),
       network: registry.network,
     };
