@@ -15,7 +15,8 @@ import { validateEndpoint } from "./http/routes/agentRoutes.js";
 import { SqliteStore } from "./storage/sqlite/sqliteStore.js";
 import { ensureLocalTls } from "./tls/localCa.js";
 import { pino, type Logger } from "pino";
-import { CodeRuntime } from "./build/codeRuntime.js";
+import { CodeRuntime, type CodeRuntimeOptions } from "./build/codeRuntime.js";
+import { hostNpmSettings } from "./build/dependencies.js";
 import { defaultZipLimits, inspectZip } from "./build/zipArchive.js";
 import { CodeService } from "./domain/codeService.js";
 import { ManifestService } from "./domain/manifestService.js";
@@ -84,6 +85,7 @@ async function openSandboxes(
     config.sandboxDriver === "bwrap"
       ? new BwrapDriver(host, cgroups)
       : new ProcessDriver(host, cgroups);
+  codeRuntime.useSandbox(driver);
   if (!driver.isolated)
     log.warn(
       "SANDBOXES ARE NOT ISOLATED: sandboxDriver=process runs agents as plain processes that see this host's files and network. Use it for development only.",
@@ -168,12 +170,36 @@ export function createServices(
   };
 }
 
-function codeRuntimeOptions(config: Config, log: Logger) {
+function codeRuntimeOptions(
+  config: Config,
+  log: Logger,
+  host: () => Promise<{ registry: string; caFile: string | undefined }> = async () => ({
+    registry: "https://registry.npmjs.org/",
+    caFile: undefined,
+  }),
+): CodeRuntimeOptions {
   return {
     buildsDir: path.join(config.dataDir, "builds"),
     runtimePolicy: config.runtimePolicy,
     zipLimits: defaultZipLimits,
     buildTimeoutMs: config.buildTimeoutSeconds * 1000,
+    buildLimits: {
+      cpu: config.buildCpu,
+      memoryBytes: config.buildMemoryBytes,
+      pids: config.buildPidsLimit,
+    },
+    buildDiskBytes: config.buildDiskBytes,
+    // Read once, at the first install.
+    registry: async () => {
+      const npm = await host();
+      return {
+        npmRegistry: npm.registry,
+        caFile: config.buildCaFile === "none" ? undefined : (config.buildCaFile ?? npm.caFile),
+        network: config.buildNetwork,
+      };
+    },
+    sandboxUid: config.sandboxUid,
+    configDir: path.join(config.dataDir, "sandbox", "build"),
     log,
   };
 }
@@ -197,7 +223,8 @@ export async function startService(config: Config): Promise<RunningService> {
   const codeRuntime = new CodeRuntime(
     store.agents,
     new LocalBlobStore(path.join(config.dataDir, "blobs")),
-    codeRuntimeOptions(config, log),
+    // Installs reach the registry the host's npm uses, trusting the CA it trusts.
+    codeRuntimeOptions(config, log, hostNpmSettings),
   );
   let origin = "";
   const sandboxes = await openSandboxes(
@@ -207,8 +234,10 @@ export async function startService(config: Config): Promise<RunningService> {
     codeRuntime,
     (p) => `${origin}/api/projects/${p}`,
   );
-  if ("unavailable" in sandboxes)
+  if ("unavailable" in sandboxes) {
     log.warn({ reason: sandboxes.unavailable }, "sessions are unavailable");
+    codeRuntime.useSandbox(sandboxes); // and so are dependency installs
+  }
   const services = createServices(store, config, log, systemClock, sandboxes, codeRuntime);
   const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
   const tls = !config.tls
@@ -255,8 +284,9 @@ export async function startService(config: Config): Promise<RunningService> {
         : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
     async close() {
       await app.close();
-      if (!("unavailable" in sandboxes)) await sandboxes.close();
+      // A running install is killed first (its version stays `creating`), then the sessions.
       await services.codeRuntime.close();
+      if (!("unavailable" in sandboxes)) await sandboxes.close();
       await store.close();
     },
   };

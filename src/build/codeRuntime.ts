@@ -1,10 +1,31 @@
-import { createWriteStream } from "node:fs";
-import { mkdir, rm, rmdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { createWriteStream, type WriteStream } from "node:fs";
+import {
+  chmod,
+  chown,
+  copyFile,
+  lstat,
+  mkdir,
+  rm,
+  rmdir,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Version } from "../domain/model.js";
 import type { AgentRepository, BlobStore, HostedCode } from "../domain/ports.js";
-import { installStep, runLogged } from "./dependencies.js";
+import type { Limits } from "../sandbox/cgroups.js";
+import type { SandboxDriver } from "../sandbox/driver.js";
+import { handOver, seal, treeUsage } from "./buildTree.js";
+import {
+  configFiles,
+  installStep,
+  neutralisedFiles,
+  type InstallStep,
+  type RegistrySettings,
+} from "./dependencies.js";
 import {
   discoverInterpreters,
   resolveRuntime,
@@ -28,9 +49,24 @@ export interface CodeRuntimeOptions {
   runtimePolicy: RuntimePolicy;
   zipLimits: ZipLimits;
   buildTimeoutMs: number;
+  /** The sandbox limits of one dependency install (default 1 CPU, 1 GiB, 256 processes). */
+  buildLimits?: Limits;
+  /** Bytes one version's build directory may take; an install past it is stopped. */
+  buildDiskBytes?: number;
+  /** How installs reach their registries; a function is asked once, at the first install. */
+  registry?: RegistrySettings | (() => Promise<RegistrySettings>);
+  /** Host uid (and gid) of the sandboxes: installs run as it; built code is its group's. */
+  sandboxUid?: number;
+  /** Host directory for the files installs read (default `<buildsDir>/../sandbox/build`). */
+  configDir?: string;
   log: Logger;
   interpreters?: Interpreter[];
 }
+
+/** A build log stops growing here (a counted note says what was dropped). */
+const maxBuildLogBytes = 8 * 1024 * 1024;
+/** How often a running install's build directory is measured. */
+const diskPollMs = 1000;
 
 /**
  * Provisioning of code-based hosted versions: unpack the zip into a build directory, resolve
@@ -44,13 +80,37 @@ export class CodeRuntime implements HostedCode {
   /** Zips an upload is turning into a version right now: never released meanwhile. */
   private readonly pinned = new Map<string, number>();
   private interpreters: Interpreter[] | undefined;
+  private readonly options: Required<Omit<CodeRuntimeOptions, "interpreters">>;
+  /** Where dependency installs run, or why they cannot (no sandbox runtime here). */
+  private sandbox: SandboxDriver | { unavailable: string } = {
+    unavailable: "no sandbox runtime",
+  };
+  private configReady = false;
+  private registrySettings: Promise<RegistrySettings> | undefined;
 
   constructor(
     private readonly agents: AgentRepository,
     private readonly blobs: BlobStore,
-    private readonly options: CodeRuntimeOptions,
+    options: CodeRuntimeOptions,
   ) {
     this.interpreters = options.interpreters;
+    this.options = {
+      buildLimits: { cpu: 1, memoryBytes: 1024 ** 3, pids: 256 },
+      buildDiskBytes: 2 * 1024 ** 3,
+      registry: {
+        npmRegistry: "https://registry.npmjs.org/",
+        caFile: undefined,
+        network: "egress",
+      },
+      sandboxUid: 65534,
+      configDir: path.join(options.buildsDir, "..", "sandbox", "build"),
+      ...options,
+    };
+  }
+
+  /** The driver dependency installs run in (the sessions' one), or why there is none. */
+  useSandbox(sandbox: SandboxDriver | { unavailable: string }): void {
+    this.sandbox = sandbox;
   }
 
   async has(contentHash: string): Promise<boolean> {
@@ -160,8 +220,9 @@ export class CodeRuntime implements HostedCode {
     const dir = this.dirOf(version);
     const appDir = path.join(dir, "app");
     await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true });
-    const log = createWriteStream(path.join(dir, "build.log"));
+    // Traversable, not listable: the sandbox uid reaches `app/`, other users see nothing.
+    await mkdir(dir, { recursive: true, mode: 0o711 });
+    const log = createWriteStream(path.join(dir, "build.log"), { mode: 0o600 });
     const say = (line: string) => log.write(`[${new Date().toISOString()}] ${line}\n`);
     const finish = async (ok: boolean, code: string, message: string) => {
       say(message);
@@ -187,50 +248,187 @@ export class CodeRuntime implements HostedCode {
       await unpackZip(this.blobs.pathOf(version.contentHash!), appDir, this.options.zipLimits);
       this.interpreters ??= discoverInterpreters();
       const runtime = resolveRuntime(code.runtime, this.interpreters, this.options.runtimePolicy);
-      if ("error" in runtime) return await finish(false, "runtime_unavailable", runtime.error);
+      if ("error" in runtime) {
+        await seal(appDir, this.options.sandboxUid);
+        return await finish(false, "runtime_unavailable", runtime.error);
+      }
       if (runtime.warning) say(`warning: ${runtime.warning}`);
       say(`runtime ${code.runtime} → ${runtime.interpreter.path}`);
-      if (code.dependency_resolution === "remote_build") {
-        const step = installStep(appDir, runtime.interpreter);
-        if (!step)
-          say(
-            "remote_build: no requirements.txt, pyproject.toml or package.json; nothing to install",
-          );
-        else {
-          say(`installing dependencies from ${step.manifest}`);
-          const result = await runLogged(step, {
-            cwd: appDir,
-            log,
-            env: {
-              PATH: process.env.PATH,
-              HOME: dir,
-              npm_config_cache: path.join(dir, ".npm-cache"),
-            },
-            timeoutMs: this.options.buildTimeoutMs,
-            signal: this.shutdown.signal,
-          });
-          // Interrupted by shutdown: leave the version `creating` for the next start.
-          if (this.shutdown.signal.aborted) return void log.end();
-          await rm(path.join(dir, ".npm-cache"), { recursive: true, force: true });
-          if (result.timedOut) {
-            return await finish(
-              false,
-              "build_timeout",
-              `Dependency install took longer than ${this.options.buildTimeoutMs} ms.`,
-            );
-          }
-          if (result.code !== 0) {
-            return await finish(
-              false,
-              "dependency_install_failed",
-              `Installing dependencies from ${step.manifest} failed (exit ${result.code}); see the build log.`,
-            );
-          }
-        }
+      const step =
+        code.dependency_resolution === "remote_build"
+          ? installStep(appDir, runtime.interpreter, await this.registry())
+          : undefined;
+      if (code.dependency_resolution === "remote_build" && !step)
+        say(
+          "remote_build: no requirements.txt, pyproject.toml or package.json; nothing to install",
+        );
+      if (step) {
+        const failure = await this.install(step, dir, appDir, log, say);
+        // Interrupted by shutdown: leave the version `creating` for the next start.
+        if (failure === "shutdown") return void log.end();
+        if (failure) return await finish(false, failure.code, failure.message);
+      } else {
+        await seal(appDir, this.options.sandboxUid);
       }
       await finish(true, "ready", "build succeeded");
     } catch (err) {
+      // Whatever was unpacked stays, private to the sandboxes and read-only (if it can be).
+      await seal(appDir, this.options.sandboxUid).catch(() => {});
       await finish(false, "build_failed", `The build failed: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * Runs a dependency install in a sandbox of its own (see `SandboxDriver.run`) as the
+   * sandbox uid, with the code directory its only writable place besides a scratch home,
+   * the build directory measured while it runs; then seals the code directory.
+   */
+  private async install(
+    step: InstallStep,
+    dir: string,
+    appDir: string,
+    log: WriteStream,
+    say: (line: string) => void,
+  ): Promise<{ code: string; message: string } | "shutdown" | undefined> {
+    const { sandbox } = this;
+    if ("unavailable" in sandbox) {
+      await seal(appDir, this.options.sandboxUid);
+      return {
+        code: "dependency_install_failed",
+        message: `Dependency installs run in a sandbox, and sandboxes are unavailable here: ${sandbox.unavailable}.`,
+      };
+    }
+    if (this.shutdown.signal.aborted) return "shutdown";
+    const { sandboxUid: uid, buildDiskBytes } = this.options;
+    await this.writeConfig();
+    for (const name of neutralisedFiles) {
+      const file = path.join(appDir, name);
+      const st = await lstat(file).catch(() => undefined);
+      if (st && !st.isDirectory()) {
+        await unlink(file);
+        say(`removed ${name} from the code: installs read no configuration of the upload`);
+      }
+    }
+    const home = path.join(dir, "scratch");
+    await mkdir(path.join(home, "tmp"), { recursive: true, mode: 0o700 });
+    await handOver(home, uid);
+    await handOver(appDir, uid);
+    say(
+      `installing dependencies from ${step.manifest} (sandbox ${sandbox.name}, network ${step.network})`,
+    );
+    const argv = step.argv({ app: ".", home: "", config: "" });
+    log.write(`$ ${argv.join(" ")}\n`);
+    let logged = 0;
+    let dropped = 0;
+    const tooBig = new AbortController();
+    let usage = 0;
+    let unmeasurable: string | undefined;
+    // A tree that cannot be walked (too deep) counts as too big.
+    const measure = () =>
+      treeUsage(dir).catch((err: Error) => {
+        unmeasurable = err.message;
+        return Infinity;
+      });
+    const done = new AbortController();
+    const watch = (async () => {
+      let pause = diskPollMs;
+      while (!done.signal.aborted) {
+        await sleep(pause, undefined, { signal: done.signal }).catch(() => {});
+        if (done.signal.aborted) return;
+        const started = Date.now();
+        usage = await measure();
+        if (usage > buildDiskBytes) return tooBig.abort();
+        // A big tree is walked less often: the walk takes at most a fifth of the time.
+        pause = Math.max(diskPollMs, 4 * (Date.now() - started));
+      }
+    })();
+    const result = await sandbox
+      .run({
+        id: randomBytes(6).toString("hex"),
+        dirs: { app: appDir, home, config: this.options.configDir },
+        argv: step.argv,
+        env: step.env,
+        limits: this.options.buildLimits,
+        maxFileBytes: buildDiskBytes,
+        network: step.network,
+        timeoutMs: this.options.buildTimeoutMs,
+        signal: AbortSignal.any([this.shutdown.signal, tooBig.signal]),
+        onOutput: (chunk) => {
+          if (logged + chunk.length > maxBuildLogBytes) dropped += chunk.length;
+          else {
+            logged += chunk.length;
+            log.write(chunk);
+          }
+        },
+      })
+      .finally(() => done.abort());
+    await watch;
+    if (dropped > 0) say(`${dropped} bytes of install output dropped (the build log is full)`);
+    if (this.shutdown.signal.aborted) return "shutdown";
+    await rm(home, { recursive: true, force: true });
+    if (!tooBig.signal.aborted && result.code === 0) usage = await measure();
+    // (A tree it cannot seal, too deep, fails the version: no session runs it.)
+    const unsealed = await seal(appDir, uid).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    const limitMiB = (bytes: number) => `${Math.round(bytes / 1024 / 1024)} MiB`;
+    if (tooBig.signal.aborted || usage > buildDiskBytes) {
+      return {
+        code: "dependency_install_failed",
+        message: unmeasurable
+          ? `The install was stopped: ${unmeasurable}.`
+          : `The build directory grew past its limit of ${limitMiB(buildDiskBytes)}; the install was stopped.`,
+      };
+    }
+    if (result.timedOut) {
+      return {
+        code: "build_timeout",
+        message: `Dependency install took longer than ${this.options.buildTimeoutMs} ms.`,
+      };
+    }
+    if (result.oomKilled) {
+      return {
+        code: "dependency_install_failed",
+        message: `Installing dependencies from ${step.manifest} ran out of memory (limit ${limitMiB(this.options.buildLimits.memoryBytes)}).`,
+      };
+    }
+    if (result.code !== 0) {
+      return {
+        code: "dependency_install_failed",
+        message: `Installing dependencies from ${step.manifest} failed (exit ${result.code ?? result.signal}); see the build log.`,
+      };
+    }
+    if (unsealed) {
+      return {
+        code: "dependency_install_failed",
+        message: `The installed code cannot be made read-only: ${unsealed}.`,
+      };
+    }
+    return undefined;
+  }
+
+  private registry(): Promise<RegistrySettings> {
+    const { registry } = this.options;
+    this.registrySettings ??=
+      typeof registry === "function" ? registry() : Promise.resolve(registry);
+    return this.registrySettings;
+  }
+
+  /** The files every install reads: empty npm configs and the registry CA bundle. */
+  private async writeConfig(): Promise<void> {
+    if (this.configReady) return;
+    const dir = this.options.configDir;
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    await chmod(dir, 0o755);
+    await chown(dir, 0, 0);
+    for (const empty of [configFiles.userNpmrc, configFiles.globalNpmrc])
+      await writeFile(path.join(dir, empty), "", { mode: 0o644 });
+    const ca = (await this.registry()).caFile;
+    if (ca) {
+      await copyFile(ca, path.join(dir, configFiles.ca));
+      await chmod(path.join(dir, configFiles.ca), 0o644);
+    }
+    this.configReady = true;
   }
 }

@@ -1,50 +1,102 @@
-import { spawn } from "node:child_process";
-import { existsSync, type WriteStream } from "node:fs";
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
+import type { RunPaths } from "../sandbox/driver.js";
 import type { Interpreter } from "./runtimes.js";
 
-/** A command that installs a version's dependencies into its build directory. */
+const execFileAsync = promisify(execFile);
+
+/** A command that installs a version's dependencies into its code directory, in a sandbox. */
 export interface InstallStep {
   manifest: string;
-  command: string;
-  args: string[];
+  argv: (paths: RunPaths) => string[];
+  env: (paths: RunPaths) => Record<string, string>;
+  /** "egress" where the install needs a package registry. */
+  network: "none" | "egress";
 }
+
+/** How installs reach their registries: the host's own npm settings, read once at start. */
+export interface RegistrySettings {
+  /** The npm registry URL (`npm config get registry` on the host). */
+  npmRegistry: string;
+  /** A CA bundle (PEM) for the registries, or undefined for the runtime's built-in CAs. */
+  caFile: string | undefined;
+  /** "none": no install reaches any network. */
+  network: "none" | "egress";
+}
+
+/** File names in the build's config directory (see `writeBuildConfig`). */
+export const configFiles = {
+  userNpmrc: "user-npmrc",
+  globalNpmrc: "global-npmrc",
+  ca: "ca.pem",
+} as const;
+
+const basics = (paths: RunPaths) => ({
+  HOME: paths.home,
+  PATH: "/usr/local/bin:/usr/bin:/bin",
+  LANG: "C.UTF-8",
+  TZ: "UTC",
+  TMPDIR: path.join(paths.home, "tmp"),
+  // git (npm's git dependencies) reads no system or user configuration.
+  GIT_CONFIG_NOSYSTEM: "1",
+  GIT_CONFIG_GLOBAL: "/dev/null",
+  GIT_TERMINAL_PROMPT: "0",
+});
 
 /**
  * `remote_build`: what to run for the manifest found in the code. Python packages go to
  * `.python_packages/` (put on PYTHONPATH when the agent runs); Node packages to
- * `node_modules/`. Package install scripts are not run (npm --ignore-scripts).
+ * `node_modules/`. Package install scripts are not run (npm --ignore-scripts). Neither
+ * installer reads a configuration file of the upload or the host: pip gets
+ * PIP_CONFIG_FILE=/dev/null, npm empty user and global configs (the upload's `.npmrc` is
+ * removed before the install, see `neutralisedFiles`) and its settings as npm_config_*
+ * variables, which win over any file. pip gets no network when requirements.txt says
+ * `--no-index` (everything it installs is in the upload).
  */
-export function installStep(appDir: string, interpreter: Interpreter): InstallStep | undefined {
+export function installStep(
+  appDir: string,
+  interpreter: Interpreter,
+  registry: RegistrySettings,
+): InstallStep | undefined {
   const has = (f: string) => existsSync(path.join(appDir, f));
+  const ca = (paths: RunPaths) =>
+    registry.caFile ? path.join(paths.config, configFiles.ca) : undefined;
   if (interpreter.language === "python") {
-    const target = path.join(appDir, ".python_packages");
-    const pip = [
-      interpreter.path,
-      "-m",
-      "pip",
-      "install",
-      "--no-input",
-      "--disable-pip-version-check",
-      "--target",
-      target,
-    ];
+    const env = (paths: RunPaths): Record<string, string> => ({
+      ...basics(paths),
+      PIP_CONFIG_FILE: "/dev/null",
+      PIP_NO_INPUT: "1",
+      PIP_DISABLE_PIP_VERSION_CHECK: "1",
+      PIP_CACHE_DIR: path.join(paths.home, "pip-cache"),
+      PYTHONNOUSERSITE: "1",
+      ...(ca(paths) ? { PIP_CERT: ca(paths)! } : {}),
+    });
+    const pip = [interpreter.path, "-m", "pip", "install", "--target", ".python_packages"];
     if (has("requirements.txt")) {
+      const offline = /^\s*--no-index\b/m.test(readHead(path.join(appDir, "requirements.txt")));
       return {
         manifest: "requirements.txt",
-        command: pip[0]!,
-        args: [...pip.slice(1), "-r", "requirements.txt"],
+        argv: () => [...pip, "-r", "requirements.txt"],
+        env,
+        network: offline ? "none" : registry.network,
       };
     }
     if (has("pyproject.toml"))
-      return { manifest: "pyproject.toml", command: pip[0]!, args: [...pip.slice(1), "."] };
+      return {
+        manifest: "pyproject.toml",
+        argv: () => [...pip, "."],
+        env,
+        network: registry.network,
+      };
     return undefined;
   }
   if (has("package.json")) {
     return {
       manifest: "package.json",
-      command: "npm",
-      args: [
+      argv: () => [
+        "npm",
         "install",
         "--omit=dev",
         "--ignore-scripts",
@@ -52,43 +104,57 @@ export function installStep(appDir: string, interpreter: Interpreter): InstallSt
         "--no-fund",
         "--no-update-notifier",
       ],
+      env: (paths) => ({
+        ...basics(paths),
+        npm_config_userconfig: path.join(paths.config, configFiles.userNpmrc),
+        npm_config_globalconfig: path.join(paths.config, configFiles.globalNpmrc),
+        npm_config_cache: path.join(paths.home, "npm-cache"),
+        npm_config_registry: registry.npmRegistry,
+        npm_config_ignore_scripts: "true",
+        npm_config_git: "git",
+        npm_config_update_notifier: "false",
+        // git (git dependencies over https) trusts the same CA bundle.
+        ...(ca(paths) ? { npm_config_cafile: ca(paths)!, GIT_SSL_CAINFO: ca(paths)! } : {}),
+      }),
+      network: registry.network,
     };
   }
   return undefined;
 }
 
-/** Runs a build command, its output into the build log; resolves with the exit code. */
-export function runLogged(
-  step: InstallStep,
-  options: {
-    cwd: string;
-    log: WriteStream;
-    env: NodeJS.ProcessEnv;
-    timeoutMs: number;
-    /** Aborting kills the command (the service is shutting down). */
-    signal: AbortSignal;
-  },
-): Promise<{ code: number | null; timedOut: boolean }> {
-  return new Promise((resolve) => {
-    options.log.write(`$ ${[step.command, ...step.args].join(" ")}\n`);
-    const child = spawn(step.command, step.args, {
-      cwd: options.cwd,
-      env: options.env,
-      stdio: ["ignore", "pipe", "pipe"],
-      signal: options.signal,
-      killSignal: "SIGKILL",
-    });
-    child.stdout.pipe(options.log, { end: false });
-    child.stderr.pipe(options.log, { end: false });
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-    }, options.timeoutMs);
-    child.on("error", (err) => options.log.write(`${err.message}\n`));
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, timedOut });
-    });
-  });
+/** Files of the upload an installer would read as its configuration: removed before it runs. */
+export const neutralisedFiles = [".npmrc"];
+
+/** The first 64 KiB of a file (enough to see its options). */
+function readHead(file: string): string {
+  try {
+    return readFileSync(file, "utf8").slice(0, 64 * 1024);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * The host npm's registry and CA bundle (`npm config get …` as the service's user, so its own
+ * npmrc files count; NODE_EXTRA_CA_CERTS when npm names no CA file), or defaults when npm is
+ * missing.
+ */
+export async function hostNpmSettings(): Promise<{ registry: string; caFile: string | undefined }> {
+  // From "/": no project .npmrc of wherever the service was started counts.
+  const out = await execFileAsync("npm", ["config", "get", "cafile", "registry"], {
+    encoding: "utf8",
+    timeout: 15_000,
+    cwd: "/",
+  }).catch(() => ({ stdout: "" }));
+  const lines = out.stdout.split("\n");
+  const get = (key: string) => {
+    const value = lines
+      .find((l) => l.startsWith(`${key}=`))
+      ?.slice(key.length + 1)
+      .trim();
+    return value && value !== "null" && value !== "undefined" ? value : undefined;
+  };
+  const registry = get("registry") ?? "https://registry.npmjs.org/";
+  const caFile = get("cafile") ?? (process.env.NODE_EXTRA_CA_CERTS || undefined);
+  return { registry, caFile };
 }

@@ -37,6 +37,24 @@ const configSchema = z.object({
   runtimePolicy: z.enum(["nearest", "exact"]).default("nearest"),
   /** Longest a dependency install (remote_build) may take. */
   buildTimeoutSeconds: z.coerce.number().int().min(1).default(600),
+  /** A dependency install's own sandbox limits: memory, CPU cores, processes, disk. */
+  buildMemoryBytes: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024 * 1024)
+    .default(1024 * 1024 * 1024),
+  buildCpu: z.coerce.number().min(0.1).default(1),
+  buildPidsLimit: z.coerce.number().int().min(16).default(256),
+  /** Bytes a version's build directory may take (code, installed packages, caches). */
+  buildDiskBytes: z.coerce
+    .number()
+    .int()
+    .min(16 * 1024 * 1024)
+    .default(2 * 1024 * 1024 * 1024),
+  /** "egress": installs reach their registries (not the host's loopback); "none": offline. */
+  buildNetwork: z.enum(["none", "egress"]).default("egress"),
+  /** CA bundle installs trust for their registries; default the host npm's `cafile`; "none". */
+  buildCaFile: z.string().min(1).optional(),
   /** "bwrap" isolates each session; "process" runs agents unisolated (development only). */
   sandboxDriver: z.enum(["bwrap", "process"]).default("bwrap"),
   /** Unprivileged host uid (and gid) dependency builds run as; never 0. */
@@ -126,6 +144,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["maxZipBytes", env.AGENTHOST_MAX_ZIP_BYTES],
     ["runtimePolicy", env.AGENTHOST_RUNTIME_POLICY],
     ["buildTimeoutSeconds", env.AGENTHOST_BUILD_TIMEOUT_SECONDS],
+    ["buildMemoryBytes", env.AGENTHOST_BUILD_MEMORY_BYTES],
+    ["buildCpu", env.AGENTHOST_BUILD_CPU],
+    ["buildPidsLimit", env.AGENTHOST_BUILD_PIDS_LIMIT],
+    ["buildDiskBytes", env.AGENTHOST_BUILD_DISK_BYTES],
+    ["buildNetwork", env.AGENTHOST_BUILD_NETWORK],
+    ["buildCaFile", env.AGENTHOST_BUILD_CA_FILE],
     ["sandboxDriver", env.AGENTHOST_SANDBOX_DRIVER],
     ["sandboxUid", env.AGENTHOST_SANDBOX_UID],
     ["sandboxUidRange", env.AGENTHOST_SANDBOX_UID_RANGE],

@@ -2,7 +2,8 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import type { Readable, Writable } from "node:stream";
 import type { CgroupHost } from "./cgroups.js";
-import type { SandboxDriver, SandboxOptions } from "./driver.js";
+import type { RunOptions, RunPaths, RunResult, SandboxDriver, SandboxOptions } from "./driver.js";
+import { superviseRun } from "./oneShot.js";
 import { SandboxProcess, type HostLayout } from "./sandboxProcess.js";
 import { seccompFilter } from "./seccomp.js";
 
@@ -32,32 +33,13 @@ export class BwrapDriver implements SandboxDriver {
     const { run, cgroup } = await this.host.prepare(this.cgroups, options);
     const listener = await this.host.listen(options.id);
     const args = [
-      "--unshare-all",
-      "--unshare-user",
-      "--disable-userns",
-      "--die-with-parent",
-      "--new-session",
-      "--hostname",
-      "sandbox",
-      ...systemBinds.flatMap((p) => ["--ro-bind-try", p, p]),
-      ...["--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin"],
-      ...["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"],
-      ...["--ro-bind", this.host.file("passwd"), "/etc/passwd"],
-      ...["--ro-bind", this.host.file("group"), "/etc/group"],
-      ...["--ro-bind", this.host.file("hosts"), "/etc/hosts"],
-      ...["--ro-bind", this.host.file("nsswitch.conf"), "/etc/nsswitch.conf"],
-      ...(options.network === "egress"
-        ? ["--ro-bind", this.host.file("resolv.conf"), "/etc/resolv.conf"]
-        : []),
-      ...["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"],
+      ...sandboxArgs(this.host, options.network),
+      ...["--tmpfs", "/tmp"],
       ...["--ro-bind", this.host.file("."), "/opt/agenthost"],
       ...["--ro-bind", options.appDir, "/app"],
       ...["--bind", options.homeDir, "/home/agent"],
       ...["--bind", run, "/run/agent"],
-      // The root itself (bwrap's tmpfs holding the mount points) read-only too.
-      ...["--remount-ro", "/"],
-      ...["--chdir", "/app", "--clearenv", "--uid", "1000", "--gid", "1000"],
-      ...["--info-fd", "3", "--block-fd", "4", "--seccomp", "5"],
+      ...sandboxTail(),
     ];
     // Only the command (sandbox paths) stays on bwrap's command line: bwrap wants it there.
     const command = ["--", ...loaderCommand(options, "/opt/agenthost", listenerFd)];
@@ -86,7 +68,8 @@ export class BwrapDriver implements SandboxDriver {
       childPid = await readChildPid(child);
       await cgroup.add(child.pid!);
       await cgroup.add(childPid);
-      if (options.network === "egress") await attachNetwork(childPid, cgroup.add, sandbox);
+      if (options.network === "egress")
+        await attachNetwork(childPid, cgroup.add, (p) => sandbox.holdUntilExit(p));
       (child.stdio[4] as Writable).end("go");
     } catch (err) {
       // A sandbox still waiting on its block fd does not die with its parent: kill it too.
@@ -97,6 +80,53 @@ export class BwrapDriver implements SandboxDriver {
     return sandbox;
   }
 
+  /**
+   * A one-shot command (a dependency install) behind the same walls as a session: the code
+   * directory writable at /app, a scratch home at /home/agent, the host's files for it
+   * read-only at /opt/build, a small private /tmp, its own cgroup and limits, and files no
+   * larger than `maxFileBytes`. Nothing of it outlives the call.
+   */
+  async run(options: RunOptions): Promise<RunResult> {
+    const cgroup = await this.cgroups.create(`b-${options.id}`);
+    await cgroup.setLimits(options.limits);
+    const paths: RunPaths = { app: "/app", home: "/home/agent", config: "/opt/build" };
+    const args = [
+      ...sandboxArgs(this.host, options.network),
+      ...["--size", String(64 * 1024 * 1024), "--tmpfs", "/tmp"],
+      ...["--ro-bind", options.dirs.config, paths.config],
+      ...["--bind", options.dirs.app, paths.app],
+      ...["--bind", options.dirs.home, paths.home],
+      ...sandboxTail(options.env(paths)),
+    ];
+    const fsize = `--fsize=${options.maxFileBytes}:${options.maxFileBytes}`;
+    const command = ["--args", "6", "--", ...options.argv(paths)];
+    const child = spawn("prlimit", [fsize, "--", "bwrap", ...command], {
+      env: {},
+      uid: this.host.uid,
+      gid: this.host.uid,
+      stdio: ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe"],
+    });
+    const stdio = child.stdio as unknown as Writable[];
+    for (const stream of stdio) stream?.on("error", () => {});
+    stdio[5]!.end(seccompFilter());
+    stdio[6]!.end(args.map((a) => `${a}\0`).join(""));
+    let childPid = 0;
+    return superviseRun(child, cgroup, options, async (held) => {
+      try {
+        childPid = await readChildPid(child);
+        await cgroup.add(child.pid!);
+        await cgroup.add(childPid);
+        if (options.network === "egress")
+          await attachNetwork(childPid, cgroup.add, (p) => held.push(p));
+        (child.stdio[4] as Writable).end("go");
+      } catch (err) {
+        // A sandbox still waiting on its block fd does not die with its parent.
+        if (childPid) killQuietly(childPid);
+        throw err;
+      }
+    });
+  }
+
   sweep(): Promise<number> {
     return this.cgroups.sweep();
   }
@@ -104,6 +134,45 @@ export class BwrapDriver implements SandboxDriver {
   dispose(): Promise<void> {
     return this.cgroups.dispose();
   }
+}
+
+/**
+ * What every sandbox starts with: every namespace, no capabilities, no nested user
+ * namespaces, the read-only system and the sandbox's own /etc files, /proc and /dev.
+ */
+function sandboxArgs(host: HostLayout, network: "none" | "egress"): string[] {
+  return [
+    "--unshare-all",
+    "--unshare-user",
+    "--disable-userns",
+    "--die-with-parent",
+    "--new-session",
+    "--hostname",
+    "sandbox",
+    ...systemBinds.flatMap((p) => ["--ro-bind-try", p, p]),
+    ...["--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin"],
+    ...["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"],
+    ...["--ro-bind", host.file("passwd"), "/etc/passwd"],
+    ...["--ro-bind", host.file("group"), "/etc/group"],
+    ...["--ro-bind", host.file("hosts"), "/etc/hosts"],
+    ...["--ro-bind", host.file("nsswitch.conf"), "/etc/nsswitch.conf"],
+    ...(network === "egress" ? ["--ro-bind", host.file("resolv.conf"), "/etc/resolv.conf"] : []),
+    ...["--proc", "/proc", "--dev", "/dev"],
+  ];
+}
+
+/**
+ * After the mounts: a read-only root, a clean environment (only `env`: bwrap applies
+ * --clearenv and --setenv in order), uid 1000, the start handshake.
+ */
+function sandboxTail(env: Record<string, string> = {}): string[] {
+  return [
+    // The root itself (bwrap's tmpfs holding the mount points) read-only too.
+    ...["--remount-ro", "/"],
+    ...["--chdir", "/app", "--clearenv", "--uid", "1000", "--gid", "1000"],
+    ...Object.entries(env).flatMap(([k, v]) => ["--setenv", k, v]),
+    ...["--info-fd", "3", "--block-fd", "4", "--seccomp", "5"],
+  ];
 }
 
 /** The descriptor the loader finds its listening socket on, in a bwrap sandbox. */
@@ -152,7 +221,7 @@ async function readChildPid(child: ChildProcess): Promise<number> {
 async function attachNetwork(
   childPid: number,
   place: (pid: number) => Promise<void>,
-  sandbox: SandboxProcess,
+  hold: (helper: ChildProcess) => void,
 ): Promise<void> {
   const slirp = spawn(
     "slirp4netns",
@@ -171,7 +240,7 @@ async function attachNetwork(
     ],
     { env: {}, stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] },
   );
-  sandbox.holdUntilExit(slirp);
+  hold(slirp);
   await place(slirp.pid!);
   const ready = slirp.stdio[3] as Readable;
   const errors: Buffer[] = [];

@@ -53,12 +53,55 @@ export interface Sandbox {
   stop(graceMs: number): Promise<Exit>;
 }
 
+/** Where a one-shot command sees its directories (in the sandbox, or host paths unisolated). */
+export interface RunPaths {
+  /** The writable work directory (the build's code directory), also the working directory. */
+  app: string;
+  /** A writable scratch directory: $HOME, caches, temporary files. */
+  home: string;
+  /** Read-only files the host provides for the command (configs, CA bundle). */
+  config: string;
+}
+
+/** A one-shot command (a dependency install) in a sandbox of its own. */
+export interface RunOptions {
+  /** Short unique id; names the cgroup. */
+  id: string;
+  /** Host directories: `app` and `home` writable, `config` read-only. */
+  dirs: RunPaths;
+  /** The command, its first word an absolute path or a name on PATH. */
+  argv: (paths: RunPaths) => string[];
+  /** The whole environment of the command (nothing of the host's is added). */
+  env: (paths: RunPaths) => Record<string, string>;
+  limits: Limits;
+  /** Largest file the command may write (RLIMIT_FSIZE). */
+  maxFileBytes: number;
+  network: "none" | "egress";
+  timeoutMs: number;
+  /** Aborting kills the command. */
+  signal: AbortSignal;
+  /** Output as it comes (stdout and stderr together). */
+  onOutput(chunk: Buffer): void;
+}
+
+export interface RunResult extends Exit {
+  /** Killed at `timeoutMs`. */
+  timedOut: boolean;
+  /** Killed because `signal` was aborted. */
+  aborted: boolean;
+}
+
 /** Runs agents. The `bwrap` driver isolates them; the `process` driver does not. */
 export interface SandboxDriver {
   readonly name: "bwrap" | "process";
   readonly isolated: boolean;
   /** Boots a sandbox with its interpreter waiting for `launch`. */
   start(options: SandboxOptions): Promise<Sandbox>;
+  /**
+   * Runs one command to its end in a sandbox of its own (same walls, uid and cgroup kill as a
+   * session); resolves once every process of it is gone.
+   */
+  run(options: RunOptions): Promise<RunResult>;
   /** Kills what an earlier run of the service left (after a crash). */
   sweep(): Promise<number>;
   /** After the last sandbox has stopped: removes what the driver keeps on the host. */

@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import type { CgroupHost } from "./cgroups.js";
-import type { SandboxDriver, SandboxOptions } from "./driver.js";
+import type { RunOptions, RunResult, SandboxDriver, SandboxOptions } from "./driver.js";
 import { loaderCommand } from "./bwrapDriver.js";
+import { superviseRun } from "./oneShot.js";
 import { SandboxProcess, type HostLayout } from "./sandboxProcess.js";
 
 /**
@@ -45,6 +46,33 @@ export class ProcessDriver implements SandboxDriver {
       throw err;
     }
     return sandbox;
+  }
+
+  /**
+   * A one-shot command on the host, unisolated: as the sandbox uid, with only the given
+   * environment, in its own cgroup (joined before the command runs: a shell waits for the
+   * word on its stdin), files no larger than `maxFileBytes`.
+   */
+  async run(options: RunOptions): Promise<RunResult> {
+    const cgroup = await this.cgroups.create(`b-${options.id}`);
+    await cgroup.setLimits(options.limits);
+    const fsize = `--fsize=${options.maxFileBytes}:${options.maxFileBytes}`;
+    const argv = options.argv(options.dirs);
+    const child = spawn(
+      "prlimit",
+      [fsize, "--", "/bin/sh", "-c", 'read -r _ && exec "$@"', "sh", ...argv],
+      {
+        cwd: options.dirs.app,
+        env: options.env(options.dirs),
+        uid: this.host.uid,
+        gid: this.host.uid,
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
+    return superviseRun(child, cgroup, options, async () => {
+      await cgroup.add(child.pid!);
+      child.stdin!.end("go\n");
+    });
   }
 
   sweep(): Promise<number> {
