@@ -159,6 +159,7 @@ function codeRuntimeOptions(config: Config, log: Logger) {
     runtimePolicy: config.runtimePolicy,
     zipLimits: defaultZipLimits,
     buildTimeoutMs: config.buildTimeoutSeconds * 1000,
+    unpackUid: process.getuid?.() === 0 ? config.sandboxUid : undefined,
     log,
   };
 }

@@ -1,9 +1,10 @@
 import { createWriteStream } from "node:fs";
-import { mkdir, rm, rmdir } from "node:fs/promises";
+import { mkdir, rmdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Version } from "../domain/model.js";
 import type { AgentRepository, BlobStore, HostedCode } from "../domain/ports.js";
+import { removeTree } from "../trees/agentTree.js";
 import { installStep, runLogged } from "./dependencies.js";
 import {
   discoverInterpreters,
@@ -11,7 +12,8 @@ import {
   type Interpreter,
   type RuntimePolicy,
 } from "./runtimes.js";
-import { unpackZip, type ZipLimits } from "./zipArchive.js";
+import { unpackZip } from "../trees/unpackZip.js";
+import type { ZipLimits } from "./zipArchive.js";
 
 export interface RunPlan {
   appDir: string;
@@ -28,6 +30,8 @@ export interface CodeRuntimeOptions {
   runtimePolicy: RuntimePolicy;
   zipLimits: ZipLimits;
   buildTimeoutMs: number;
+  /** Uid the zip is unpacked as (the sandbox uid); unset: the service's own (not root). */
+  unpackUid?: number;
   log: Logger;
   interpreters?: Interpreter[];
 }
@@ -93,7 +97,7 @@ export class CodeRuntime implements HostedCode {
   async discard(versions: Version[]): Promise<void> {
     await this.queue; // never delete under a running build
     for (const v of versions) {
-      await rm(this.dirOf(v), { recursive: true, force: true });
+      await removeTree(this.dirOf(v));
       // The agent's directory goes with its last build.
       await rmdir(path.dirname(this.dirOf(v))).catch(() => {});
     }
@@ -159,7 +163,7 @@ export class CodeRuntime implements HostedCode {
   private async build(version: Version): Promise<void> {
     const dir = this.dirOf(version);
     const appDir = path.join(dir, "app");
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
     await mkdir(dir, { recursive: true });
     const log = createWriteStream(path.join(dir, "build.log"));
     const say = (line: string) => log.write(`[${new Date().toISOString()}] ${line}\n`);
@@ -184,7 +188,12 @@ export class CodeRuntime implements HostedCode {
         dependency_resolution?: string;
       };
       say(`unpacking ${version.contentHash}`);
-      await unpackZip(this.blobs.pathOf(version.contentHash!), appDir, this.options.zipLimits);
+      await unpackZip(
+        this.blobs.pathOf(version.contentHash!),
+        appDir,
+        this.options.zipLimits,
+        this.options.unpackUid,
+      );
       this.interpreters ??= discoverInterpreters();
       const runtime = resolveRuntime(code.runtime, this.interpreters, this.options.runtimePolicy);
       if ("error" in runtime) return await finish(false, "runtime_unavailable", runtime.error);
@@ -211,7 +220,7 @@ export class CodeRuntime implements HostedCode {
           });
           // Interrupted by shutdown: leave the version `creating` for the next start.
           if (this.shutdown.signal.aborted) return void log.end();
-          await rm(path.join(dir, ".npm-cache"), { recursive: true, force: true });
+          await removeTree(path.join(dir, ".npm-cache"));
           if (result.timedOut) {
             return await finish(
               false,

@@ -1,15 +1,21 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants, createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { lchown, lstat, mkdir, readdir, rename, rmdir, unlink } from "node:fs/promises";
+import { lstat, readdir, rename, rmdir, unlink } from "node:fs/promises";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { AppError } from "../domain/errors.js";
+import {
+  closeFd as close,
+  emptyDir,
+  fstat,
+  openFd,
+  openNoFollow,
+  openPath,
+  usageOf,
+  viaFd,
+} from "../trees/agentTree.js";
 
-// Plain descriptors (not FileHandles, which close themselves when collected).
-const openFd = promisify(fs.open);
-const close = promisify(fs.close);
-const fstat = promisify(fs.fstat);
 const fchown = promisify(fs.fchown);
 const fsync = promisify(fs.fsync);
 
@@ -53,10 +59,6 @@ export function splitHomePath(raw: string, param = "path"): string[] {
   return parts;
 }
 
-/** The directory an open descriptor names, as a path that resolves from it (like openat). */
-const viaFd = (fd: number, name?: string) =>
-  name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`;
-
 /**
  * File operations in a session's home that never leave it. The agent owns the home and may
  * plant symlinks or swap directories while the service works, so no path is ever resolved
@@ -75,28 +77,11 @@ export class SessionHome {
    * caller closes the descriptor.
    */
   private async openDir(parts: string[], create = false): Promise<number> {
-    let fd = await openNoFollow(this.root, O_RDONLY | O_DIRECTORY);
-    try {
-      for (const part of parts) {
-        let next: number;
-        try {
-          next = await openNoFollow(viaFd(fd, part), O_RDONLY | O_DIRECTORY);
-        } catch (err) {
-          if (!create || (err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-          await mkdir(viaFd(fd, part), { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => {
-            if (e.code !== "EEXIST") throw e;
-          });
-          await lchown(viaFd(fd, part), this.uid, this.uid);
-          next = await openNoFollow(viaFd(fd, part), O_RDONLY | O_DIRECTORY);
-        }
-        await close(fd);
-        fd = next;
-      }
-      return fd;
-    } catch (err) {
-      await close(fd).catch(() => {});
-      throw pathError(err);
-    }
+    return openPath(this.root, parts, create ? { uid: this.uid, mode: 0o755 } : undefined).catch(
+      (err: unknown) => {
+        throw pathError(err);
+      },
+    );
   }
 
   /**
@@ -249,53 +234,11 @@ export class SessionHome {
   async usage(): Promise<number> {
     const dir = await this.openDir([]);
     try {
-      return await sizeOf(dir);
+      return (await usageOf(dir)).bytes;
     } finally {
       await close(dir).catch(() => {});
     }
   }
-}
-
-function openNoFollow(file: string, flags: number): Promise<number> {
-  return openFd(file, flags | O_NOFOLLOW);
-}
-
-/**
- * Runs `fn` on the child directory `name` of an open directory, opened without following a
- * link and closed afterwards. Undefined when it is not (or no longer) a real directory.
- */
-async function inChildDir<T>(fd: number, name: string, fn: (child: number) => Promise<T>) {
-  const child = await openNoFollow(viaFd(fd, name), O_RDONLY | O_DIRECTORY).catch(() => undefined);
-  if (child === undefined) return undefined;
-  try {
-    return await fn(child);
-  } finally {
-    await close(child).catch(() => {});
-  }
-}
-
-/** Deletes everything in an open directory, walking by descriptors only. */
-async function emptyDir(fd: number): Promise<void> {
-  for (const name of await readdir(viaFd(fd))) {
-    const s = await lstat(viaFd(fd, name)).catch(() => undefined);
-    const emptied = s?.isDirectory()
-      ? await inChildDir(fd, name, async (child) => (await emptyDir(child), true))
-      : undefined;
-    if (emptied) await rmdir(viaFd(fd, name)).catch(() => {});
-    // A file, a link, or a directory swapped for a link meanwhile: unlinked, never followed.
-    else if (s) await unlink(viaFd(fd, name)).catch(() => {});
-  }
-}
-
-/** Bytes of the regular files under an open directory (links not followed). */
-async function sizeOf(fd: number): Promise<number> {
-  let total = 0;
-  for (const name of await readdir(viaFd(fd))) {
-    const s = await lstat(viaFd(fd, name)).catch(() => undefined);
-    if (s?.isDirectory()) total += (await inChildDir(fd, name, sizeOf)) ?? 0;
-    else if (s?.isFile()) total += s.size;
-  }
-  return total;
 }
 
 const isDirectory = (parts: string[]) =>
@@ -320,7 +263,7 @@ function pathError(err: unknown): unknown {
       "path",
     );
   if (code === "EISDIR") return new AppError("conflict", "The path names a directory.", "path");
-  if (code === "ENOTEMPTY")
+  if (code === "ENOTEMPTY" || code === "ETREECHANGED")
     return new AppError(
       "directory_not_empty",
       "The directory is not empty (it changed meanwhile).",

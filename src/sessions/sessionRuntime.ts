@@ -1,15 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  chown,
-  link,
-  mkdir,
-  readFile,
-  readdir,
-  readlink,
-  rename,
-  rm,
-  symlink,
-} from "node:fs/promises";
+import { chown, mkdir, readFile, readdir, rename } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { RunPlan } from "../build/codeRuntime.js";
@@ -23,6 +13,7 @@ import type {
 } from "../domain/model.js";
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
+import { linkTree, removeTree } from "../trees/agentTree.js";
 import { waitUntilReady } from "./agentSocket.js";
 import { SessionLog } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
@@ -100,6 +91,8 @@ export class SessionRuntime implements LiveSessions {
   private readonly pool: WarmPool;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
+  /** Sessions whose files are being deleted: no file operation may recreate their home. */
+  private readonly removing = new Set<string>();
 
   constructor(
     private readonly sessions: SessionRepository,
@@ -132,7 +125,10 @@ export class SessionRuntime implements LiveSessions {
    * on their next use. Then the pool fills and the expiry sweeper starts.
    */
   async open(runtimes: { language: "python" | "node"; interpreter: string }[]): Promise<void> {
-    await rm(this.options.poolDir, { recursive: true, force: true });
+    // Whatever an earlier run's sandboxes left in their slots never keeps the service down.
+    await removeTree(this.options.poolDir).catch((err: unknown) =>
+      this.options.log.error({ err }, "could not remove the old warm pool directory"),
+    );
     await mkdir(this.options.poolDir, { recursive: true, mode: 0o711 });
     const swept = await this.driver.sweep();
     if (swept > 0)
@@ -237,7 +233,9 @@ export class SessionRuntime implements LiveSessions {
       await this.record(session, {
         reason: "start_failed",
         message: `${message}${detail}`.slice(0, 4000),
-      });
+      }).catch((err: unknown) =>
+        this.options.log.error({ err, session: session.id }, "could not record a failed start"),
+      );
       this.running.delete(key);
       finish();
       throw new Error(message);
@@ -261,8 +259,7 @@ export class SessionRuntime implements LiveSessions {
           await rename(path.join(warm.dir, "home"), home);
         } catch {
           // The home appeared meanwhile (it is never replaced): this start goes cold.
-          const slot = warm;
-          void slot.sandbox.stop(0).then(() => rm(slot.dir, { recursive: true, force: true }));
+          void this.pool.discard(warm);
           warm = undefined;
         }
       }
@@ -294,7 +291,17 @@ export class SessionRuntime implements LiveSessions {
     }
     entry.sandbox = sandbox;
     sandbox.onOutput((stream, chunk) => entry.log.write(stream, chunk));
-    void sandbox.exited.then((exit) => this.ended(session, entry, exit, finish));
+    void sandbox.exited
+      .catch((err: unknown): Exit => {
+        this.options.log.error({ err, session: session.id }, "a sandbox's exit failed");
+        return { code: null, signal: null, oomKilled: false };
+      })
+      .then((exit) => this.ended(session, entry, exit, finish))
+      .catch((err: unknown) => {
+        this.options.log.error({ err, session: session.id }, "a sandbox's end was not recorded");
+        this.running.delete(key);
+        finish();
+      });
     if (entry.stopping) {
       await sandbox.stop(0);
       throw new Error("the session was stopped while it started");
@@ -368,10 +375,19 @@ export class SessionRuntime implements LiveSessions {
         };
     }
     entry.log.status(`sandbox ended (${how}): ${termination.reason}`);
-    if (entry.slotDir) await rm(entry.slotDir, { recursive: true, force: true });
+    try {
+      if (entry.slotDir) await removeTree(entry.slotDir);
+    } catch (err) {
+      // What the agent left in its slot never stops the exit from being recorded.
+      this.options.log.error({ err, session: session.id }, "could not remove a sandbox's files");
+      termination = {
+        ...termination,
+        message: `${termination.message} (its sandbox files could not be removed: ${(err as Error).message})`,
+      };
+    }
     this.running.delete(keyOf(session));
     await this.record(session, termination).catch((err: unknown) =>
-      this.options.log.error({ err }, "could not record a session's end"),
+      this.options.log.error({ err, session: session.id }, "could not record a session's end"),
     );
     finish();
   }
@@ -468,7 +484,26 @@ export class SessionRuntime implements LiveSessions {
     log?.status(`session deleted (${reason}): ${message}`);
     log?.end();
     this.logs.delete(keyOf(session));
-    await rm(this.dirOf(session), { recursive: true, force: true });
+    this.removing.add(keyOf(session));
+    try {
+      await removeTree(this.dirOf(session));
+    } catch (err) {
+      // Never a failed delete because of what is on disk: the files are logged as left over.
+      this.options.log.error(
+        { err, session: session.id, dir: this.dirOf(session) },
+        "could not delete a session's files",
+      );
+    }
+  }
+
+  /** A removed session's record is gone (or expired): its name may be used again. */
+  forget(session: Pick<Session, "project" | "agentName" | "id">): void {
+    this.removing.delete(keyOf(session));
+  }
+
+  /** False once the session's files are being deleted (a file operation answers 404). */
+  hasHome(session: Pick<Session, "project" | "agentName" | "id">): boolean {
+    return !this.removing.has(keyOf(session));
   }
 
   count(project: string, agentName: string, version?: number): Promise<number> {
@@ -479,6 +514,7 @@ export class SessionRuntime implements LiveSessions {
     for (const s of await this.sessions.all({ project, agentName, version })) {
       await this.remove(s, "agent_deleted", "The agent or version was deleted.");
       await this.sessions.delete(s.project, s.agentName, s.id);
+      this.forget(s);
     }
   }
 
@@ -489,15 +525,22 @@ export class SessionRuntime implements LiveSessions {
       if (!this.running.has(key) && log.subscribers === 0) this.logs.delete(key);
     const due = await this.sessions.expiring(this.clock());
     for (const s of due) {
-      await this.remove(
-        s,
-        "expired",
-        "No activity for the session's lifetime; its files were deleted.",
-      );
-      await this.record(s, {
-        reason: "expired",
-        message: "No activity for the session's lifetime; its files were deleted.",
-      });
+      // One session that cannot be expired never holds up the others.
+      try {
+        await this.remove(
+          s,
+          "expired",
+          "No activity for the session's lifetime; its files were deleted.",
+        );
+        await this.record(s, {
+          reason: "expired",
+          message: "No activity for the session's lifetime; its files were deleted.",
+        });
+      } catch (err) {
+        this.options.log.error({ err, session: s.id }, "could not expire a session");
+      } finally {
+        this.forget(s);
+      }
     }
     return due.length;
   }
@@ -543,17 +586,4 @@ async function exists(dir: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-/** Recreates `from` in `to` with hard links: instant, and the code stays read-only. */
-async function linkTree(from: string, to: string): Promise<void> {
-  for (const entry of await readdir(from, { withFileTypes: true })) {
-    const source = path.join(from, entry.name);
-    const target = path.join(to, entry.name);
-    if (entry.isDirectory()) {
-      await mkdir(target, { mode: 0o755 });
-      await linkTree(source, target);
-    } else if (entry.isSymbolicLink()) await symlink(await readlink(source), target);
-    else await link(source, target);
-  }
 }

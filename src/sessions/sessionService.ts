@@ -180,6 +180,7 @@ export class SessionService {
       );
     await this.runtime.remove(session, "user_stop", "Deleted by request.");
     await this.deps.sessions.delete(project, agentName, id);
+    this.runtime.forget(session);
   }
 
   /**
@@ -223,8 +224,11 @@ export class SessionService {
     if (session.status === "expired")
       throw notFound(`Session '${id}' has expired and its files`, "agent_session_id");
     const runtime = this.runtime;
+    const gone = () => notFound(`Session '${id}' of agent '${agentName}'`, "agent_session_id");
+    if (!runtime.hasHome(session)) throw gone();
     await runtime.touch(session);
     await runtime.homeReady(session);
+    if (!runtime.hasHome(session)) throw gone();
     const dir = runtime.homeOf(session);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await chown(dir, runtime.sandboxUid, runtime.sandboxUid);

@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { chown, mkdir, rm } from "node:fs/promises";
+import { chown, mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Limits } from "../sandbox/cgroups.js";
 import type { Language, Sandbox, SandboxDriver } from "../sandbox/driver.js";
+import { removeTree } from "../trees/agentTree.js";
 
 /** A booted sandbox waiting for an agent: its empty home and code directories are its own. */
 export interface WarmSandbox {
@@ -73,7 +74,7 @@ export class WarmPool {
       this.ready.set(key, slots);
       while (!this.closed && slots.length < this.options.size) {
         const slot = await this.boot(runtime);
-        if (this.closed) await discard(slot);
+        if (this.closed) await this.discard(slot);
         else slots.push(slot);
       }
     } catch (err) {
@@ -105,7 +106,9 @@ export class WarmPool {
       const i = slots?.indexOf(slot) ?? -1;
       if (i >= 0) {
         slots!.splice(i, 1);
-        void rm(dir, { recursive: true, force: true });
+        void removeTree(dir).catch((err: unknown) =>
+          this.options.log.error({ err, slot: id }, "could not remove a warm pool slot"),
+        );
       }
     });
     return slot;
@@ -115,11 +118,19 @@ export class WarmPool {
     this.closed = true;
     const slots = [...this.ready.values()].flat();
     this.ready.clear();
-    await Promise.all(slots.map(discard));
+    await Promise.all(slots.map((slot) => this.discard(slot)));
   }
-}
 
-async function discard(slot: WarmSandbox): Promise<void> {
-  await slot.sandbox.stop(0);
-  await rm(slot.dir, { recursive: true, force: true });
+  /** Stops a slot's sandbox and removes its directory; never fails (a failure is logged). */
+  async discard(slot: WarmSandbox): Promise<void> {
+    try {
+      await slot.sandbox.stop(0);
+      await removeTree(slot.dir);
+    } catch (err) {
+      this.options.log.error(
+        { err, slot: path.basename(slot.dir) },
+        "could not discard a warm pool slot",
+      );
+    }
+  }
 }
