@@ -180,11 +180,10 @@ export interface RunningService {
 export async function startService(config: Config): Promise<RunningService> {
   const store = await openStore(config);
   const log = pino({ level: config.logLevel });
-  const codeRuntime = new CodeRuntime(
-    store.agents,
-    new LocalBlobStore(path.join(config.dataDir, "blobs")),
-    codeRuntimeOptions(config, log),
-  );
+  const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
+  // Temp files of uploads a kill -9 interrupted: nothing else ever removes them.
+  await blobs.removeTemp();
+  const codeRuntime = new CodeRuntime(store.agents, blobs, codeRuntimeOptions(config, log));
   let origin = "";
   const sandboxes = await openSandboxes(
     store,

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants, createReadStream, createWriteStream, type ReadStream } from "node:fs";
 import { lstat, readdir, rename, rmdir, unlink } from "node:fs/promises";
-import { Transform, type Readable } from "node:stream";
+import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { AppError } from "../domain/errors.js";
@@ -28,6 +28,9 @@ export interface DirectoryEntry {
   /** Unix seconds. */
   modifiedTime: number;
 }
+
+/** Names of upload temp files (reserved: never listed, swept after a crash). */
+export const uploadTempPrefix = ".agenthost-upload-";
 
 /** Longest path and name accepted (Linux's own limits). */
 const maxPathBytes = 4096;
@@ -85,8 +88,9 @@ export class SessionHome {
   }
 
   /**
-   * Streams `source` into `parts` (parents created): a temp file beside it, renamed into
-   * place when complete, so a reader never sees half a file. Past `maxBytes` nothing is left.
+   * Streams `source` into `parts` (parents created): a temp file at the top of the home,
+   * renamed into place when complete, so a reader never sees half a file. Past `maxBytes`
+   * nothing is left. (A temp file a crash left is found at the top and swept: `sweepTemp`.)
    */
   async write(
     parts: string[],
@@ -97,16 +101,29 @@ export class SessionHome {
   ): Promise<number> {
     if (parts.length === 0)
       throw new AppError("invalid_parameter", "The path names the home directory itself.", "path");
-    const dir = await this.openDir(parts.slice(0, -1), true);
+    const top = await this.openDir([]);
+    let dir: number;
+    try {
+      dir = await this.openDir(parts.slice(0, -1), true);
+    } catch (err) {
+      await close(top).catch(() => {});
+      throw err;
+    }
     const name = parts.at(-1)!;
-    const temp = `.agenthost-upload-${randomBytes(6).toString("hex")}`;
+    const temp = `${uploadTempPrefix}${randomBytes(6).toString("hex")}`;
     let written = 0;
     try {
       const existing = await lstat(viaFd(dir, name)).catch(() => undefined);
       if (existing?.isDirectory())
         throw new AppError("conflict", `'${parts.join("/")}' is a directory.`, "path");
-      const fd = await openFd(viaFd(dir, temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
-      await fchown(fd, this.uid, this.uid);
+      // The home may be deleted meanwhile (the session with it): ENOENT, answered 404.
+      const fd = await openFd(
+        viaFd(top, temp),
+        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
+        0o644,
+      ).catch((err: unknown) => {
+        throw pathError(err);
+      });
       // Large buffers: one write per MiB instead of one per network chunk.
       const count = new Transform({
         highWaterMark: 1024 * 1024,
@@ -117,25 +134,27 @@ export class SessionHome {
         },
       });
       try {
+        await fchown(fd, this.uid, this.uid);
         await pipeline(
-          source,
+          borrowed(source),
           count,
           createWriteStream("", { fd, autoClose: false, highWaterMark: 1024 * 1024 }),
         );
         await fsync(fd);
       } catch (err) {
-        await unlink(viaFd(dir, temp)).catch(() => {});
-        throw err;
+        await unlink(viaFd(top, temp)).catch(() => {});
+        throw pathError(err);
       } finally {
         await close(fd).catch(() => {});
       }
-      await rename(viaFd(dir, temp), viaFd(dir, name)).catch(async (err) => {
-        await unlink(viaFd(dir, temp)).catch(() => {});
+      await rename(viaFd(top, temp), viaFd(dir, name)).catch(async (err) => {
+        await unlink(viaFd(top, temp)).catch(() => {});
         throw pathError(err); // e.g. the agent made a directory of that name meanwhile
       });
       return written;
     } finally {
       await close(dir).catch(() => {});
+      await close(top).catch(() => {});
     }
   }
 
@@ -178,6 +197,7 @@ export class SessionHome {
     try {
       const entries: DirectoryEntry[] = [];
       for (const name of await readdir(viaFd(dir))) {
+        if (name.startsWith(uploadTempPrefix)) continue; // an upload in progress, or a crash's
         const s = await lstat(viaFd(dir, name)).catch(() => undefined);
         if (!s) continue; // deleted meanwhile
         entries.push({
@@ -230,6 +250,35 @@ export class SessionHome {
     }
   }
 
+  /**
+   * Removes the temp files uploads left at the top of the home when the service was killed
+   * mid-upload. Only safe before this run's first upload into the home (the runtime sweeps
+   * each home once per run, before its first use).
+   */
+  async sweepTemp(): Promise<number> {
+    const top = await this.openDir([]);
+    let swept = 0;
+    try {
+      for (const name of await readdir(viaFd(top))) {
+        if (!name.startsWith(uploadTempPrefix)) continue;
+        swept++;
+        await unlink(viaFd(top, name)).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== "EISDIR") return;
+          const child = await openNoFollow(viaFd(top, name), O_RDONLY | O_DIRECTORY);
+          try {
+            await emptyDir(child);
+          } finally {
+            await close(child).catch(() => {});
+          }
+          await rmdir(viaFd(top, name)).catch(() => {});
+        });
+      }
+      return swept;
+    } finally {
+      await close(top).catch(() => {});
+    }
+  }
+
   /** Bytes used by regular files in the home (symlinks not followed). */
   async usage(): Promise<number> {
     const dir = await this.openDir([]);
@@ -239,6 +288,27 @@ export class SessionHome {
       await close(dir).catch(() => {});
     }
   }
+}
+
+/**
+ * The data of `source` as a stream the pipeline may destroy without destroying `source`: an
+ * upload refused midway (too large) leaves the request open, so its answer can still be sent.
+ */
+function borrowed(source: Readable): Readable {
+  const copy = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const fail = (err?: Error) => copy.destroy(err ?? new Error("The upload was cut off."));
+  const cutOff = () => {
+    if (!source.readableEnded) fail();
+  };
+  source.on("error", fail);
+  source.on("close", cutOff);
+  source.pipe(copy);
+  copy.on("close", () => {
+    source.unpipe(copy);
+    source.off("error", fail);
+    source.off("close", cutOff);
+  });
+  return copy;
 }
 
 const isDirectory = (parts: string[]) =>

@@ -15,6 +15,8 @@ import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js"
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import { linkTree, removeTree } from "../trees/agentTree.js";
 import { waitUntilReady } from "./agentSocket.js";
+import { AppError } from "../domain/errors.js";
+import { SessionHome } from "./sessionFiles.js";
 import { SessionLog } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
 
@@ -93,6 +95,8 @@ export class SessionRuntime implements LiveSessions {
   private closing = false;
   /** Sessions whose files are being deleted: no file operation may recreate their home. */
   private readonly removing = new Set<string>();
+  /** Homes whose crash leftovers were swept this run (once, before their first use). */
+  private readonly swept = new Map<string, Promise<void>>();
 
   constructor(
     private readonly sessions: SessionRepository,
@@ -179,6 +183,31 @@ export class SessionRuntime implements LiveSessions {
     return log;
   }
 
+  /**
+   * Once per home and run, before the home's first use: removes the upload temp files a
+   * killed service left in it. Never fails (a failure is logged).
+   */
+  sweepHome(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
+    const key = keyOf(s);
+    let done = this.swept.get(key);
+    if (!done) {
+      done = new SessionHome(this.homeOf(s), this.options.uid).sweepTemp().then(
+        (n) => {
+          if (n > 0) this.options.log.info({ session: s.id, files: n }, "swept upload leftovers");
+        },
+        (err: NodeJS.ErrnoException) => {
+          if (err instanceof AppError && err.code === "not_found") return; // no home yet
+          this.options.log.warn(
+            { err, session: s.id },
+            "could not sweep a home's upload leftovers",
+          );
+        },
+      );
+      this.swept.set(key, done);
+    }
+    return done;
+  }
+
   /** Resolves once a starting session's home exists (at once when it is not starting). */
   homeReady(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
     return this.running.get(keyOf(s))?.homeReady ?? Promise.resolve();
@@ -248,6 +277,7 @@ export class SessionRuntime implements LiveSessions {
       for (const line of build.split("\n").filter(Boolean)) entry.log.status(`build: ${line}`);
     }
     const home = this.homeOf(session);
+    await this.sweepHome(session);
     const t0 = performance.now();
     let warmStart = false;
     let sandbox: Sandbox;
@@ -485,6 +515,7 @@ export class SessionRuntime implements LiveSessions {
     log?.end();
     this.logs.delete(keyOf(session));
     this.removing.add(keyOf(session));
+    this.swept.delete(keyOf(session));
     try {
       await removeTree(this.dirOf(session));
     } catch (err) {

@@ -232,7 +232,26 @@ export class SessionService {
     const dir = runtime.homeOf(session);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await chown(dir, runtime.sandboxUid, runtime.sandboxUid);
+    await runtime.sweepHome(session);
     return new SessionHome(dir, runtime.sandboxUid);
+  }
+
+  /**
+   * A file operation's failure as the caller should hear it: when the session was deleted
+   * meanwhile, 404 for the session (not a missing path, nor the raw filesystem error).
+   */
+  async explainFileError(
+    project: string,
+    agentName: string,
+    id: string,
+    err: unknown,
+  ): Promise<unknown> {
+    if (err instanceof AppError && err.code !== "not_found") return err;
+    const session = await this.deps.sessions.get(project, agentName, id);
+    const runtime = this.deps.runtime;
+    if (!session || ("hasHome" in runtime && !runtime.hasHome(session)))
+      return notFound(`Session '${id}' of agent '${agentName}'`, "agent_session_id");
+    return err;
   }
 
   /** Bytes an upload may still add to a home, or the error when the quota is used up. */
