@@ -129,7 +129,7 @@ export function createServices(
     blobs,
     code: codeRuntime,
     checkZip: async (file, entryPoint) =>
-      void (await inspectZip(file, defaultZipLimits, entryPoint)),
+      (await inspectZip(file, zipLimitsOf(config), entryPoint)).unpackedBytes,
     maxZipBytes: config.maxZipBytes,
   });
   return {
@@ -153,11 +153,17 @@ export function createServices(
   };
 }
 
+const zipLimitsOf = (config: Config) => ({
+  ...defaultZipLimits,
+  maxUncompressedBytes: config.maxUnpackedBytes,
+});
+
 function codeRuntimeOptions(config: Config, log: Logger) {
   return {
     buildsDir: path.join(config.dataDir, "builds"),
     runtimePolicy: config.runtimePolicy,
-    zipLimits: defaultZipLimits,
+    zipLimits: zipLimitsOf(config),
+    maxProjectCodeBytes: config.maxProjectCodeBytes,
     buildTimeoutMs: config.buildTimeoutSeconds * 1000,
     unpackUid: process.getuid?.() === 0 ? config.sandboxUid : undefined,
     log,

@@ -13,7 +13,8 @@ import {
   type RuntimePolicy,
 } from "./runtimes.js";
 import { unpackZip } from "../trees/unpackZip.js";
-import type { ZipLimits } from "./zipArchive.js";
+import { unpackedBytesOf, type ZipLimits } from "./zipArchive.js";
+import { AppError } from "../domain/errors.js";
 
 export interface RunPlan {
   appDir: string;
@@ -30,6 +31,8 @@ export interface CodeRuntimeOptions {
   runtimePolicy: RuntimePolicy;
   zipLimits: ZipLimits;
   buildTimeoutMs: number;
+  /** Unpacked bytes all the builds of one project may hold together. */
+  maxProjectCodeBytes?: number;
   /** Uid the zip is unpacked as (the sandbox uid); unset: the service's own (not root). */
   unpackUid?: number;
   log: Logger;
@@ -48,6 +51,8 @@ export class CodeRuntime implements HostedCode {
   /** Zips an upload is turning into a version right now: never released meanwhile. */
   private readonly pinned = new Map<string, number>();
   private interpreters: Interpreter[] | undefined;
+  /** Bytes each stored zip unpacks to (its central directory read once). */
+  private readonly unpackedSizes = new Map<string, number>();
 
   constructor(
     private readonly agents: AgentRepository,
@@ -109,8 +114,34 @@ export class CodeRuntime implements HostedCode {
   /** Deletes a stored zip that no version uses and no upload holds. */
   async releaseIfUnused(contentHash: string): Promise<void> {
     if (this.pinned.has(contentHash)) return;
-    if ((await this.agents.countContentReferences(contentHash)) === 0)
+    if ((await this.agents.countContentReferences(contentHash)) === 0) {
       await this.blobs.delete(contentHash);
+      this.unpackedSizes.delete(contentHash);
+    }
+  }
+
+  /**
+   * Refuses a build of `bytes` more when the project's builds (one per code-based version,
+   * each the size its zip unpacks to) would then exceed `maxProjectCodeBytes`.
+   */
+  async checkProjectQuota(project: string, bytes: number): Promise<void> {
+    const max = this.options.maxProjectCodeBytes;
+    if (max === undefined) return;
+    let total = bytes;
+    for (const hash of await this.agents.projectContentHashes(project)) {
+      let size = this.unpackedSizes.get(hash);
+      if (size === undefined) {
+        size = await unpackedBytesOf(this.blobs.pathOf(hash)).catch(() => 0);
+        this.unpackedSizes.set(hash, size);
+      }
+      total += size;
+    }
+    if (total > max)
+      throw new AppError(
+        "project_code_quota_exceeded",
+        `The project's versions would unpack to ${total} bytes; the most allowed is ${max}. Delete versions first.`,
+        "code",
+      );
   }
 
   /** Holds a zip while an upload turns it into a version; returns the release. */

@@ -42,13 +42,14 @@ const reject = (message: string) =>
 /**
  * Reads the central directory and refuses anything unsafe to unpack: paths leaving the root,
  * device files, symlinks pointing outside, zip bombs (size, count, ratio, overlapping entries).
- * With `entryPoint`, the script it names must be in the zip. Returns the entry names.
+ * With `entryPoint`, the script it names must be in the zip. Returns the entry names and the
+ * bytes the zip unpacks to.
  */
 export async function inspectZip(
   file: string,
   limits: ZipLimits,
   entryPoint?: string[],
-): Promise<string[]> {
+): Promise<{ names: string[]; unpackedBytes: number }> {
   const entries = await walk(file, limits, async () => {});
   const names = new Set(entries.map((e) => e.name.replace(/\/$/, "")));
   const script = entryPoint && scriptOf(entryPoint);
@@ -59,7 +60,30 @@ export async function inspectZip(
       "definition.code_configuration.entry_point",
     );
   }
-  return [...names];
+  return {
+    names: [...names],
+    unpackedBytes: entries.reduce((sum, e) => sum + e.entry.uncompressedSize, 0),
+  };
+}
+
+/** The bytes a stored zip unpacks to, from its central directory alone (no checks). */
+export async function unpackedBytesOf(file: string): Promise<number> {
+  const zip = await openZip(file, { lazyEntries: true, autoClose: false, strictFileNames: false });
+  let total = 0;
+  try {
+    await new Promise<void>((resolve, fail) => {
+      zip.on("error", fail);
+      zip.on("end", () => resolve());
+      zip.on("entry", (entry: Entry) => {
+        total += entry.uncompressedSize;
+        zip.readEntry();
+      });
+      zip.readEntry();
+    });
+  } finally {
+    zip.close();
+  }
+  return total;
 }
 
 /** The script file an entry point runs: its first element that looks like a source file. */
