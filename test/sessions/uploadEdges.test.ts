@@ -129,28 +129,39 @@ describe("session-file uploads at the edges", { skip }, () => {
 
   it("uploads racing the session's delete answer 201 or 404, never 500 (20 races)", async () => {
     const statuses = new Map<number, number>();
+    const auth = { authorization: `Bearer ${server.adminKey}` };
     for (let i = 0; i < 20; i++) {
       const id = await newSession();
-      // Chunked, so the delete lands before, during or after the body, as the timing falls.
-      const upload = putChunked(server, fileUrl(id, `dir${i}/f.bin`), 4 * MiB, undefined, 10);
-      await sleep(i * 15);
+      await client.agents.stopSession(agent, id); // idle: the delete goes straight to the files
+      // Small uploads (the delete lands in their path walk) and paced ones (it lands mid-body).
+      const uploads = [
+        ...Array.from({ length: 8 }, (_, k) =>
+          httpsJson(server, "PUT", fileUrl(id, `d${k}/e/f/g.bin`), {
+            headers: { ...auth, "content-type": "application/octet-stream" },
+            body: Buffer.alloc(1024, k),
+          }),
+        ),
+        putChunked(server, fileUrl(id, "paced.bin"), MiB, undefined, 5),
+      ];
+      await sleep(i % 10);
       const deleted = await httpsJson(
         server,
         "DELETE",
         `${server.endpoint}/agents/${agent}/endpoint/sessions/${id}?api-version=v1`,
-        { headers: { authorization: `Bearer ${server.adminKey}` } },
+        { headers: auth },
       );
       assert.equal(deleted.status, 204);
-      const up = await upload;
-      statuses.set(up.status, (statuses.get(up.status) ?? 0) + 1);
-      assert.ok(
-        [201, 404].includes(up.status),
-        `upload answered ${up.status}: ${JSON.stringify(up.body)}`,
-      );
+      for (const up of await Promise.all(uploads)) {
+        statuses.set(up.status, (statuses.get(up.status) ?? 0) + 1);
+        assert.ok(
+          [201, 404].includes(up.status),
+          `upload answered ${up.status}: ${JSON.stringify(up.body)}`,
+        );
+      }
       assert.equal(
         existsSync(path.join(server.dataDir, "sessions", "default", agent, id)),
         false,
-        `the deleted session's directory came back (upload ${up.status})`,
+        "the deleted session's directory came back",
       );
     }
     console.log(`race outcomes: ${JSON.stringify(Object.fromEntries(statuses))}`);
