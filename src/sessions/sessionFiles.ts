@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants, createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { lstat, readdir, rename, rmdir, unlink } from "node:fs/promises";
+import { lstat, readdir, rename, rmdir, stat, statfs, unlink } from "node:fs/promises";
+import path from "node:path";
 import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
@@ -27,6 +28,11 @@ export interface DirectoryEntry {
   isDirectory: boolean;
   /** Unix seconds. */
   modifiedTime: number;
+}
+
+/** A home's usage as last counted (undefined: count it again). */
+export interface HomeLedger {
+  bytes?: number;
 }
 
 /** Names of upload temp files (reserved: never listed, swept after a crash). */
@@ -73,6 +79,8 @@ export class SessionHome {
   constructor(
     private readonly root: string,
     private readonly uid: number,
+    /** The home's usage, shared by every SessionHome of one session (see `usage`). */
+    private readonly ledger: HomeLedger = {},
   ) {}
 
   /**
@@ -151,6 +159,8 @@ export class SessionHome {
         await unlink(viaFd(top, temp)).catch(() => {});
         throw pathError(err); // e.g. the agent made a directory of that name meanwhile
       });
+      if (this.ledger.bytes !== undefined)
+        this.ledger.bytes += written - (existing?.isFile() ? existing.size : 0);
       return written;
     } finally {
       await close(dir).catch(() => {});
@@ -227,7 +237,11 @@ export class SessionHome {
       const s = await lstat(viaFd(dir, name)).catch((err) => {
         throw pathError(err);
       });
-      if (!s.isDirectory()) return await unlink(viaFd(dir, name));
+      if (!s.isDirectory()) {
+        await unlink(viaFd(dir, name));
+        if (this.ledger.bytes !== undefined && s.isFile()) this.ledger.bytes -= s.size;
+        return;
+      }
       const child = await openNoFollow(viaFd(dir, name), O_RDONLY | O_DIRECTORY);
       try {
         if ((await readdir(viaFd(child))).length > 0) {
@@ -237,7 +251,12 @@ export class SessionHome {
               `'${parts.join("/")}' is not empty; repeat with recursive=true.`,
               "recursive",
             );
-          await emptyDir(child);
+          const freed = { bytes: 0 };
+          try {
+            await emptyDir(child, this.ledger.bytes === undefined ? undefined : freed);
+          } finally {
+            if (this.ledger.bytes !== undefined) this.ledger.bytes -= freed.bytes;
+          }
         }
       } finally {
         await close(child).catch(() => {});
@@ -279,11 +298,23 @@ export class SessionHome {
     }
   }
 
-  /** Bytes used by regular files in the home (symlinks not followed). */
+  /**
+   * Bytes the home holds, without a walk per upload. When the home is a filesystem of its own
+   * (a per-session image), the filesystem's own count (statfs). Otherwise the ledger: the
+   * bytes of regular files found by one walk, then kept up to date by this service's uploads
+   * and deletes; the runtime clears it at every start of the session (the agent writes too),
+   * so a home is walked at most once per session start.
+   */
   async usage(): Promise<number> {
     const dir = await this.openDir([]);
     try {
-      return (await usageOf(dir)).bytes;
+      const [home, parent] = await Promise.all([fstat(dir), stat(path.dirname(this.root))]);
+      if (home.dev !== parent.dev) {
+        const counts = await statfs(viaFd(dir));
+        return (counts.blocks - counts.bfree) * counts.bsize;
+      }
+      this.ledger.bytes ??= (await usageOf(dir)).bytes;
+      return Math.max(0, this.ledger.bytes);
     } finally {
       await close(dir).catch(() => {});
     }

@@ -16,7 +16,7 @@ import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import { linkTree, removeTree } from "../trees/agentTree.js";
 import { waitUntilReady } from "./agentSocket.js";
 import { AppError } from "../domain/errors.js";
-import { SessionHome } from "./sessionFiles.js";
+import { SessionHome, type HomeLedger } from "./sessionFiles.js";
 import { SessionLog } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
 
@@ -95,6 +95,8 @@ export class SessionRuntime implements LiveSessions {
   private closing = false;
   /** Sessions whose files are being deleted: no file operation may recreate their home. */
   private readonly removing = new Set<string>();
+  /** Usage of each home as this service counted it; cleared when its session starts. */
+  private readonly ledgers = new Map<string, HomeLedger>();
   /** Homes whose crash leftovers were swept this run (once, before their first use). */
   private readonly swept = new Map<string, Promise<void>>();
 
@@ -208,6 +210,14 @@ export class SessionRuntime implements LiveSessions {
     return done;
   }
 
+  /** The session's home, for file operations (its usage shared between them). */
+  filesOf(s: Pick<Session, "project" | "agentName" | "id">): SessionHome {
+    const key = keyOf(s);
+    let ledger = this.ledgers.get(key);
+    if (!ledger) this.ledgers.set(key, (ledger = {}));
+    return new SessionHome(this.homeOf(s), this.options.uid, ledger);
+  }
+
   /** Resolves once a starting session's home exists (at once when it is not starting). */
   homeReady(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
     return this.running.get(keyOf(s))?.homeReady ?? Promise.resolve();
@@ -278,6 +288,7 @@ export class SessionRuntime implements LiveSessions {
     }
     const home = this.homeOf(session);
     await this.sweepHome(session);
+    this.ledgers.delete(key); // the agent is about to write: the next upload counts again
     const t0 = performance.now();
     let warmStart = false;
     let sandbox: Sandbox;
@@ -516,6 +527,7 @@ export class SessionRuntime implements LiveSessions {
     this.logs.delete(keyOf(session));
     this.removing.add(keyOf(session));
     this.swept.delete(keyOf(session));
+    this.ledgers.delete(keyOf(session));
     try {
       await removeTree(this.dirOf(session));
     } catch (err) {

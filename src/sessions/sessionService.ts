@@ -7,7 +7,7 @@ import type { Page, PageRequest, Session, SessionStatus, Version } from "../doma
 import type { AgentRepository, Clock, SessionRepository } from "../domain/ports.js";
 import type { Sandbox } from "../sandbox/driver.js";
 import type { SessionRuntime } from "./sessionRuntime.js";
-import { SessionHome } from "./sessionFiles.js";
+import type { SessionHome } from "./sessionFiles.js";
 import type { SessionLog } from "./sessionLog.js";
 import { chown, mkdir } from "node:fs/promises";
 
@@ -233,7 +233,7 @@ export class SessionService {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await chown(dir, runtime.sandboxUid, runtime.sandboxUid);
     await runtime.sweepHome(session);
-    return new SessionHome(dir, runtime.sandboxUid);
+    return runtime.filesOf(session);
   }
 
   /**

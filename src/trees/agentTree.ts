@@ -183,10 +183,15 @@ async function walk(root: number, visitor: Visitor): Promise<void> {
   }
 }
 
-/** Deletes everything in an open directory (which stays); links are removed, never followed. */
-export async function emptyDir(fd: number): Promise<void> {
+/**
+ * Deletes everything in an open directory (which stays); links are removed, never followed.
+ * With `freed`, the bytes of the regular files deleted are added to `freed.bytes`.
+ */
+export async function emptyDir(fd: number, freed?: { bytes: number }): Promise<void> {
   await walk(fd, {
     leaf: async (dir, entry) => {
+      if (freed && entry.isFile())
+        freed.bytes += (await lstatP(viaFd(dir, entry.name)).catch(() => undefined))?.size ?? 0;
       await unlink(viaFd(dir, entry.name)).catch(async (err: NodeJS.ErrnoException) => {
         // A directory that appeared under a file's name meanwhile.
         if (err.code === "EISDIR" || err.code === "EPERM") {
