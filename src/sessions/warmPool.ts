@@ -101,7 +101,7 @@ export class WarmPool {
     });
     const slot = { sandbox, dir };
     // A warm sandbox that dies (it should not) leaves the pool.
-    void sandbox.exited.then(() => {
+    const leave = () => {
       const slots = this.ready.get(runtime.interpreter);
       const i = slots?.indexOf(slot) ?? -1;
       if (i >= 0) {
@@ -110,6 +110,10 @@ export class WarmPool {
           this.options.log.error({ err, slot: id }, "could not remove a warm pool slot"),
         );
       }
+    };
+    void sandbox.exited.then(leave, (err: unknown) => {
+      this.options.log.error({ err, slot: id }, "a warm sandbox's exit failed");
+      leave();
     });
     return slot;
   }

@@ -10,6 +10,21 @@ const here = fileURLToPath(import.meta.url);
 /** The worker beside this file (`.ts` when run from source, `.js` when built). */
 const worker = path.join(path.dirname(here), `unpackWorker${path.extname(here)}`);
 
+/** The module loaders this process runs with (tsx from source), and nothing else of its flags. */
+function loaderFlags(argv: string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    if (/^--(import|loader|experimental-loader|require)=/.test(flag)) kept.push(flag);
+    else if (
+      /^(--import|--loader|--experimental-loader|--require|-r)$/.test(flag) &&
+      i + 1 < argv.length
+    )
+      kept.push(flag, argv[++i]!);
+  }
+  return kept;
+}
+
 /**
  * Unpacks a checked zip into `dir` (which must not exist yet) in a child process running as
  * `uid` — never as root, so no write an entry can steer lands anywhere that uid could not
@@ -45,12 +60,16 @@ function runWorker(
   uid: number | undefined,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, worker, JSON.stringify(limits)], {
-      stdio: ["ignore", "pipe", "pipe", zipFd, dirFd],
-      // From source (tsx), no compile cache: the uid may have nowhere to keep one.
-      env: { PATH: "/usr/bin:/bin", TSX_DISABLE_CACHE: "1" },
-      ...(uid === undefined ? {} : { uid, gid: uid }),
-    });
+    const child = spawn(
+      process.execPath,
+      [...loaderFlags(process.execArgv), worker, JSON.stringify(limits)],
+      {
+        stdio: ["ignore", "pipe", "pipe", zipFd, dirFd],
+        // From source (tsx), no compile cache: the uid may have nowhere to keep one.
+        env: { PATH: "/usr/bin:/bin", TSX_DISABLE_CACHE: "1" },
+        ...(uid === undefined ? {} : { uid, gid: uid }),
+      },
+    );
     let out = "";
     let err = "";
     child.stdout!.on("data", (d: Buffer) => (out = (out + d.toString()).slice(-65536)));
