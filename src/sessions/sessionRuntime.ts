@@ -514,7 +514,12 @@ export class SessionRuntime implements LiveSessions {
     if (!entry) return;
     entry.stopping ??= termination;
     clearTimeout(entry.idleTimer);
-    if (entry.sandbox) await entry.sandbox.stop(this.options.stopGraceMs);
+    if (entry.sandbox)
+      await entry.sandbox
+        .stop(this.options.stopGraceMs)
+        .catch((err: unknown) =>
+          this.options.log.error({ err, session: session.id }, "a sandbox's stop failed"),
+        );
     await entry.done;
   }
 

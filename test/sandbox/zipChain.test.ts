@@ -4,7 +4,14 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AIProjectClient, HostedAgentDefinition } from "@azure/ai-projects";
-import { removeDir, sdk, startServer, tempDir, type TestServer } from "../helpers/server.js";
+import {
+  httpsJson,
+  removeDir,
+  sdk,
+  startServer,
+  tempDir,
+  type TestServer,
+} from "../helpers/server.js";
 import { makeZip, sha256, type ZipEntry } from "../helpers/zip.js";
 
 /*
@@ -105,6 +112,18 @@ describe("a zip with a chain of '..' symlinks", { skip }, () => {
     assert.deepEqual(readdirSync(path.dirname(appDir)).sort(), ["app", "build.log"]);
     assert.equal(v.status, "failed");
     assert.match(buildLog(server, "chain"), /'a\/l\/m'.*symlink or a file of the zip/);
+    const raw = await httpsJson(
+      server,
+      "GET",
+      `${server.endpoint}/agents/chain/versions/1?api-version=v1`,
+      {
+        headers: { authorization: `Bearer ${server.adminKey}` },
+      },
+    );
+    assert.match(
+      (raw.body.status_reason as { message: string }).message,
+      /'a\/l\/m' cannot be written: its path goes through a symlink/,
+    );
     // Unpacked as the sandbox uid, not as root.
     assert.equal(lstatSync(path.join(appDir, "main.py")).uid, 65534);
 
