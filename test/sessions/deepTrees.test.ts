@@ -97,6 +97,26 @@ function makeChain(dir: string, depth: number): void {
 }
 
 describe("the tree walks", () => {
+  it("come back up a deep chain to the siblings they left (descriptors reopened through ..)", async () => {
+    const dir = tempDir("agenthost-branches-");
+    try {
+      // 60 levels: the chain goes on in `a`, and `z` beside it holds a file; whichever a
+      // directory lists first, the walk must come back up for the other.
+      let at = dir;
+      for (let i = 0; i < 60; i++) {
+        mkdirSync(path.join(at, "z"));
+        writeFileSync(path.join(at, "z", "f"), "1234");
+        mkdirSync(path.join(at, "a"));
+        at = path.join(at, "a");
+      }
+      assert.deepEqual(await usageOfPath(dir), { bytes: 60 * 4, entries: 60 * 3 });
+      await removeTree(path.join(dir, "a"));
+      assert.deepEqual(readdirSync(dir).sort(), ["z"]);
+    } finally {
+      execFileSync("rm", ["-rf", dir]);
+    }
+  });
+
   it("count and delete a 2,100-level chain, links not followed", async () => {
     const dir = tempDir("agenthost-chain-");
     try {
