@@ -6,10 +6,12 @@ import { readAll, walk, type CheckedEntry, type ZipLimits } from "../build/zipAr
 import { closeFd, createFileAt, linkLeavesTree, makeDirsAt, symlinkAt } from "./agentTree.js";
 
 /*
- * The unpack worker: a child process started by `unpackZip` as the sandbox uid (never root),
- * with the zip open on fd 3 and the empty code directory open on fd 4. It writes the entries
- * descriptor-relative (see agentTree.ts), checks every link against the tree as built, and
- * prints one JSON line: {"ok":true,"bytes":N} or {"ok":false,"message":"…"}.
+ * The unpack worker: a child process started by `unpackZip`, with the zip open on fd 3 and
+ * the empty code directory open on fd 4. Once its modules are loaded (as the service's user,
+ * who can read them wherever the service is installed), it drops to the sandbox uid for good
+ * (groups, gid, uid: no capability is left) before it reads a byte of the zip. It writes the
+ * entries descriptor-relative (see agentTree.ts), checks every link against the tree as
+ * built, and prints one JSON line: {"ok":true,"bytes":N} or {"ok":false,"message":"…"}.
  */
 
 const zipFd = 3;
@@ -73,7 +75,24 @@ async function unpack(limits: ZipLimits): Promise<number> {
   return bytes;
 }
 
+/** Becomes `uid` (and gid) with no supplementary groups, irreversibly, or exits. */
+function dropTo(uid: number): void {
+  if (process.getuid?.() === 0) {
+    process.setgroups?.([]);
+    process.setgid?.(uid);
+    process.setuid?.(uid);
+  }
+  if (process.getuid?.() !== uid || process.geteuid?.() !== uid || process.getegid?.() !== uid) {
+    process.stdout.write(
+      `${JSON.stringify({ ok: false, message: `could not become uid ${uid}` })}\n`,
+    );
+    process.exit(1);
+  }
+}
+
 const limits = JSON.parse(process.argv[2] ?? "{}") as ZipLimits;
+const uid = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
+if (uid !== undefined) dropTo(uid);
 unpack(limits).then(
   (bytes) => process.stdout.write(`${JSON.stringify({ ok: true, bytes })}\n`),
   (err: unknown) => {

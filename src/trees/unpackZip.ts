@@ -26,10 +26,11 @@ function loaderFlags(argv: string[]): string[] {
 }
 
 /**
- * Unpacks a checked zip into `dir` (which must not exist yet) in a child process running as
- * `uid` — never as root, so no write an entry can steer lands anywhere that uid could not
- * write anyway — and descriptor-relative, so no entry is written through a link. The child
- * sees only the zip and the code directory, as descriptors. Rejects with why the zip cannot
+ * Unpacks a checked zip into `dir` (which must not exist yet) in a child process that
+ * becomes `uid` before it reads the zip — never root, so no write an entry can steer lands
+ * anywhere that uid could not write anyway — and descriptor-relative, so no entry is
+ * written through a link. The child sees only the zip and the code directory, as
+ * descriptors. Rejects with why the zip cannot
  * be unpacked. Resolves with the bytes written.
  */
 export async function unpackZip(
@@ -62,12 +63,16 @@ function runWorker(
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      [...loaderFlags(process.execArgv), worker, JSON.stringify(limits)],
+      [
+        ...loaderFlags(process.execArgv),
+        worker,
+        JSON.stringify(limits),
+        ...(uid === undefined ? [] : [String(uid)]),
+      ],
       {
         stdio: ["ignore", "pipe", "pipe", zipFd, dirFd],
-        // From source (tsx), no compile cache: the uid may have nowhere to keep one.
+        // From source (tsx): no compile cache to write.
         env: { PATH: "/usr/bin:/bin", TSX_DISABLE_CACHE: "1" },
-        ...(uid === undefined ? {} : { uid, gid: uid }),
       },
     );
     let out = "";
