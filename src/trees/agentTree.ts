@@ -1,5 +1,15 @@
 import fs, { constants } from "node:fs";
-import { lchown, mkdir, readdir, readlink, rmdir, symlink, unlink, link } from "node:fs/promises";
+import {
+  chmod,
+  lchown,
+  link,
+  mkdir,
+  readdir,
+  readlink,
+  rmdir,
+  symlink,
+  unlink,
+} from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 
@@ -95,6 +105,8 @@ export class TreeChangedError extends Error {
 interface Visitor {
   /** A non-directory entry (or one that is no longer a directory). */
   leaf(dir: number, entry: fs.Dirent): Promise<void>;
+  /** A directory just opened (its descriptor valid during the call), before its contents. */
+  entered?(fd: number, stat: fs.Stats): Promise<void>;
   /** A directory whose contents were all visited. */
   left?(parent: number, name: string): Promise<void>;
 }
@@ -136,6 +148,7 @@ async function walk(root: number, visitor: Visitor): Promise<void> {
         let frame: Frame;
         try {
           const s = await fstat(child);
+          if (visitor.entered) await visitor.entered(child, s);
           frame = {
             fd: child,
             dev: s.dev,
@@ -294,6 +307,51 @@ export async function usageOfPath(dir: string): Promise<TreeUsage> {
     return await usageOf(fd);
   } finally {
     await closeFd(fd).catch(() => {});
+  }
+}
+
+/** One entry of `visitTree`: its owner or mode changed without following a link. */
+export interface TreeEntry {
+  st: fs.Stats;
+  chown(uid: number, gid: number): Promise<void>;
+  chmod(mode: number): Promise<void>;
+}
+
+const fchownP = promisify(fs.fchown);
+const fchmodP = promisify(fs.fchmod);
+const dirEntry = (fd: number, st: fs.Stats): TreeEntry => ({
+  st,
+  chown: (uid, gid) => fchownP(fd, uid, gid),
+  chmod: (mode) => fchmodP(fd, mode),
+});
+
+/**
+ * Visits `root` (a host-owned path) and every entry below it, with no depth limit and never
+ * through a link: directories are changed through their own descriptor, other entries through
+ * their parent's (`lchown`; `chmod` only for what was not a link, so call it only when nothing
+ * else writes the tree).
+ */
+export async function visitTree(root: string, visit: (entry: TreeEntry) => Promise<void>) {
+  const top = await openNoFollow(root, O_RDONLY | O_DIRECTORY);
+  try {
+    await visit(dirEntry(top, await fstat(top)));
+    await walk(top, {
+      entered: (fd, st) => visit(dirEntry(fd, st)),
+      leaf: async (dir, entry) => {
+        const where = viaFd(dir, entry.name);
+        const st = await lstatP(where).catch(() => undefined);
+        if (!st) return; // gone meanwhile
+        await visit({
+          st,
+          chown: (uid, gid) => lchown(where, uid, gid),
+          chmod: async (mode) => {
+            if (!st.isSymbolicLink()) await chmod(where, mode);
+          },
+        });
+      },
+    });
+  } finally {
+    await closeFd(top).catch(() => {});
   }
 }
 

@@ -3,9 +3,11 @@ import { execFileSync } from "node:child_process";
 import {
   closeSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -14,7 +16,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AIProjectClient, VersionRefIndicator } from "@azure/ai-projects";
 import { deployFixture } from "../helpers/agents.js";
-import { removeTree, usageOfPath } from "../../src/trees/agentTree.js";
+import { removeTree, usageOfPath, visitTree } from "../../src/trees/agentTree.js";
 import { httpsJson, sdk, tempDir, startServer, type TestServer } from "../helpers/server.js";
 
 /*
@@ -96,6 +98,21 @@ function makeChain(dir: string, depth: number): void {
   closeSync(fd);
 }
 
+/** The stat of the file at the bottom of a chain made by `makeChain`. */
+function bottomOf(dir: string, depth: number) {
+  let fd = openSync(dir, "r");
+  for (let i = 0; i < depth; i++) {
+    const next = openSync(`/proc/self/fd/${fd}/d`, "r");
+    closeSync(fd);
+    fd = next;
+  }
+  try {
+    return lstatSync(`/proc/self/fd/${fd}/bottom.txt`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 describe("the tree walks", () => {
   it("come back up a deep chain to the siblings they left (descriptors reopened through ..)", async () => {
     const dir = tempDir("agenthost-branches-");
@@ -117,12 +134,21 @@ describe("the tree walks", () => {
     }
   });
 
-  it("count and delete a 2,100-level chain, links not followed", async () => {
+  it("count, re-own and delete a 2,100-level chain, links not followed", async () => {
     const dir = tempDir("agenthost-chain-");
     try {
       makeChain(dir, 2100);
       writeFileSync(path.join(dir, "top.txt"), "abc");
       assert.deepEqual(await usageOfPath(dir), { bytes: 8, entries: 2100 + 3 });
+      // Owner changes reach the bottom; the link is changed itself, /etc/passwd is not.
+      let visited = 0;
+      await visitTree(dir, async (e) => {
+        visited++;
+        await e.chown(65534, 65534);
+      });
+      assert.equal(visited, 1 + 2100 + 3);
+      assert.equal(statSync("/etc/passwd").uid, 0);
+      assert.equal(bottomOf(dir, 2100).uid, 65534);
       await removeTree(path.join(dir, "d"));
       assert.deepEqual(readdirSync(dir), ["top.txt"]);
       assert.ok(existsSync("/etc/passwd"));
