@@ -3,7 +3,8 @@ import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import type { ZipFile } from "yauzl";
 import { readAll, walk, type CheckedEntry, type ZipLimits } from "../build/zipArchive.js";
-import { closeFd, createFileAt, linkLeavesTree, makeDirsAt, symlinkAt } from "./agentTree.js";
+import { closeFd } from "./agentTree.js";
+import { createFileAt, linkLeavesTree, makeDirsAt, symlinkAt } from "./unpackWrites.js";
 
 /*
  * The unpack worker: a child process started by `unpackZip`, with the zip open on fd 3 and
