@@ -295,6 +295,16 @@ export class SessionRuntime implements LiveSessions {
     try {
       let warm = (await exists(home)) ? undefined : this.pool.take(plan);
       if (warm) {
+        try {
+          await linkTree(plan.appDir, path.join(warm.dir, "app"));
+        } catch (err) {
+          // A code tree the copy refuses (e.g. nested past its depth) still starts, cold.
+          this.options.log.warn({ err, session: session.id }, "warm start refused the code tree");
+          void this.pool.discard(warm);
+          warm = undefined;
+        }
+      }
+      if (warm) {
         await mkdir(path.dirname(home), { recursive: true, mode: 0o711 });
         try {
           await rename(path.join(warm.dir, "home"), home);
@@ -309,7 +319,6 @@ export class SessionRuntime implements LiveSessions {
       );
       if (warm) {
         homeReady();
-        await linkTree(plan.appDir, path.join(warm.dir, "app"));
         sandbox = warm.sandbox;
         entry.slotDir = warm.dir;
         warmStart = true;

@@ -6,6 +6,7 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
+  readFileSync,
   readdirSync,
   statSync,
   symlinkSync,
@@ -14,8 +15,13 @@ import {
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AIProjectClient, VersionRefIndicator } from "@azure/ai-projects";
-import { deployFixture } from "../helpers/agents.js";
+import type {
+  AIProjectClient,
+  HostedAgentDefinition,
+  VersionRefIndicator,
+} from "@azure/ai-projects";
+import { deployFixture, fixtureDir } from "../helpers/agents.js";
+import { makeZip, sha256 } from "../helpers/zip.js";
 import { removeTree, usageOfPath, visitTree } from "../../src/trees/agentTree.js";
 import { httpsJson, sdk, tempDir, startServer, type TestServer } from "../helpers/server.js";
 
@@ -213,6 +219,39 @@ describe("deep trees an agent leaves behind", { skip }, () => {
     const r = await del(server, "/agents/deep-force?api-version=v1&force=true");
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(existsSync(sessionDir(server, "deep-force", id)), false);
+  });
+
+  it("code nested past the warm copy's depth starts cold instead of failing", async () => {
+    const zip = makeZip([
+      ...readdirSync(fixtureDir("echo-python")).map((name) => ({
+        name,
+        data: readFileSync(path.join(fixtureDir("echo-python"), name)),
+      })),
+      { name: `${"n/".repeat(300)}deep.txt`, data: "deep" },
+    ]);
+    const made = await client.agents.createVersionFromCode("nested", sha256(zip), {
+      metadata: {
+        definition: {
+          kind: "hosted",
+          cpu: "1",
+          memory: "256Mi",
+          code_configuration: { runtime: "python_3_11", entry_point: ["python", "main.py"] },
+          protocol_versions: [{ protocol: "responses", version: "2.0.0" }],
+        } as unknown as HostedAgentDefinition,
+      },
+      code: zip,
+    });
+    for (
+      let i = 0;
+      i < 600 && (await client.agents.getVersion("nested", made.version)).status === "creating";
+      i++
+    )
+      await sleep(50);
+    assert.equal((await client.agents.getVersion("nested", "1")).status, "active");
+    const s = await client.agents.createSession("nested", v("1"));
+    const answer = await ask(server, "nested", s.agent_session_id);
+    assert.equal(answer.status, 200, JSON.stringify(answer.body));
+    assert.match(server.output(), /warm start refused the code tree/);
   });
 
   it("a restart over the leftovers of a killed service starts, and the session deletes", async () => {
