@@ -230,8 +230,14 @@ export class SessionService {
     await runtime.homeReady(session);
     if (!runtime.hasHome(session)) throw gone();
     const dir = runtime.homeOf(session);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chown(dir, runtime.sandboxUid, runtime.sandboxUid);
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chown(dir, runtime.sandboxUid, runtime.sandboxUid);
+    } catch (err) {
+      // Deleted meanwhile (the session with it).
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw gone();
+      throw err;
+    }
     await runtime.sweepHome(session);
     return runtime.filesOf(session);
   }
