@@ -229,7 +229,8 @@ export async function emptyDir(fd: number, freed?: { bytes: number }): Promise<v
  * must be the host's own; `target` itself and all below may be hostile.
  */
 export async function removeTree(target: string): Promise<void> {
-  const parent = await openNoFollow(path.dirname(target), O_RDONLY | O_DIRECTORY).catch(
+  // The parent is the host's own path (it may itself be reached through a link of the host).
+  const parent = await openFd(path.dirname(target), O_RDONLY | O_DIRECTORY).catch(
     (err: NodeJS.ErrnoException) => {
       if (err.code === "ENOENT") return undefined;
       throw err;
