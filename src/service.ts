@@ -146,7 +146,7 @@ export function createServices(
     blobs,
     code: codeRuntime,
     checkZip: async (file, entryPoint) =>
-      void (await inspectZip(file, defaultZipLimits, entryPoint)),
+      (await inspectZip(file, zipLimitsOf(config), entryPoint)).unpackedBytes,
     maxZipBytes: config.maxZipBytes,
   });
   return {
@@ -170,6 +170,11 @@ export function createServices(
   };
 }
 
+const zipLimitsOf = (config: Config) => ({
+  ...defaultZipLimits,
+  maxUncompressedBytes: config.maxUnpackedBytes,
+});
+
 function codeRuntimeOptions(
   config: Config,
   log: Logger,
@@ -181,7 +186,8 @@ function codeRuntimeOptions(
   return {
     buildsDir: path.join(config.dataDir, "builds"),
     runtimePolicy: config.runtimePolicy,
-    zipLimits: defaultZipLimits,
+    zipLimits: zipLimitsOf(config),
+    maxProjectCodeBytes: config.maxProjectCodeBytes,
     buildTimeoutMs: config.buildTimeoutSeconds * 1000,
     buildLimits: {
       cpu: config.buildCpu,
@@ -200,6 +206,7 @@ function codeRuntimeOptions(
     },
     sandboxUid: config.sandboxUid,
     configDir: path.join(config.dataDir, "sandbox", "build"),
+    unpackUid: process.getuid?.() === 0 ? config.sandboxUid : undefined,
     log,
   };
 }
@@ -220,9 +227,12 @@ export interface RunningService {
 export async function startService(config: Config): Promise<RunningService> {
   const store = await openStore(config);
   const log = pino({ level: config.logLevel });
+  const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
+  // Temp files of uploads a kill -9 interrupted: nothing else ever removes them.
+  await blobs.removeTemp();
   const codeRuntime = new CodeRuntime(
     store.agents,
-    new LocalBlobStore(path.join(config.dataDir, "blobs")),
+    blobs,
     // Installs reach the registry the host's npm uses, trusting the CA it trusts.
     codeRuntimeOptions(config, log, hostNpmSettings),
   );

@@ -26,13 +26,16 @@ import {
   type InstallStep,
   type RegistrySettings,
 } from "./dependencies.js";
+import { removeTree } from "../trees/agentTree.js";
 import {
   discoverInterpreters,
   resolveRuntime,
   type Interpreter,
   type RuntimePolicy,
 } from "./runtimes.js";
-import { unpackZip, type ZipLimits } from "./zipArchive.js";
+import { unpackZip } from "../trees/unpackZip.js";
+import { unpackedBytesOf, type ZipLimits } from "./zipArchive.js";
+import { AppError } from "../domain/errors.js";
 
 export interface RunPlan {
   appDir: string;
@@ -59,6 +62,10 @@ export interface CodeRuntimeOptions {
   sandboxUid?: number;
   /** Host directory for the files installs read (default `<buildsDir>/../sandbox/build`). */
   configDir?: string;
+  /** Unpacked bytes all the builds of one project may hold together. */
+  maxProjectCodeBytes?: number;
+  /** Uid the zip is unpacked as (the sandbox uid); unset: the service's own (not root). */
+  unpackUid?: number;
   log: Logger;
   interpreters?: Interpreter[];
 }
@@ -80,13 +87,18 @@ export class CodeRuntime implements HostedCode {
   /** Zips an upload is turning into a version right now: never released meanwhile. */
   private readonly pinned = new Map<string, number>();
   private interpreters: Interpreter[] | undefined;
-  private readonly options: Required<Omit<CodeRuntimeOptions, "interpreters">>;
+  private readonly options: Required<
+    Omit<CodeRuntimeOptions, "interpreters" | "maxProjectCodeBytes" | "unpackUid">
+  > &
+    Pick<CodeRuntimeOptions, "maxProjectCodeBytes" | "unpackUid">;
   /** Where dependency installs run, or why they cannot (no sandbox runtime here). */
   private sandbox: SandboxDriver | { unavailable: string } = {
     unavailable: "no sandbox runtime",
   };
   private configReady = false;
   private registrySettings: Promise<RegistrySettings> | undefined;
+  /** Bytes each stored zip unpacks to (its central directory read once). */
+  private readonly unpackedSizes = new Map<string, number>();
 
   constructor(
     private readonly agents: AgentRepository,
@@ -153,7 +165,7 @@ export class CodeRuntime implements HostedCode {
   async discard(versions: Version[]): Promise<void> {
     await this.queue; // never delete under a running build
     for (const v of versions) {
-      await rm(this.dirOf(v), { recursive: true, force: true });
+      await removeTree(this.dirOf(v));
       // The agent's directory goes with its last build.
       await rmdir(path.dirname(this.dirOf(v))).catch(() => {});
     }
@@ -165,8 +177,34 @@ export class CodeRuntime implements HostedCode {
   /** Deletes a stored zip that no version uses and no upload holds. */
   async releaseIfUnused(contentHash: string): Promise<void> {
     if (this.pinned.has(contentHash)) return;
-    if ((await this.agents.countContentReferences(contentHash)) === 0)
+    if ((await this.agents.countContentReferences(contentHash)) === 0) {
       await this.blobs.delete(contentHash);
+      this.unpackedSizes.delete(contentHash);
+    }
+  }
+
+  /**
+   * Refuses a build of `bytes` more when the project's builds (one per code-based version,
+   * each the size its zip unpacks to) would then exceed `maxProjectCodeBytes`.
+   */
+  async checkProjectQuota(project: string, bytes: number): Promise<void> {
+    const max = this.options.maxProjectCodeBytes;
+    if (max === undefined) return;
+    let total = bytes;
+    for (const hash of await this.agents.projectContentHashes(project)) {
+      let size = this.unpackedSizes.get(hash);
+      if (size === undefined) {
+        size = await unpackedBytesOf(this.blobs.pathOf(hash)).catch(() => 0);
+        this.unpackedSizes.set(hash, size);
+      }
+      total += size;
+    }
+    if (total > max)
+      throw new AppError(
+        "project_code_quota_exceeded",
+        `The project's versions would unpack to ${total} bytes; the most allowed is ${max}. Delete versions first.`,
+        "code",
+      );
   }
 
   /** Holds a zip while an upload turns it into a version; returns the release. */
@@ -219,7 +257,7 @@ export class CodeRuntime implements HostedCode {
   private async build(version: Version): Promise<void> {
     const dir = this.dirOf(version);
     const appDir = path.join(dir, "app");
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
     // Traversable, not listable: the sandbox uid reaches `app/`, other users see nothing.
     await mkdir(dir, { recursive: true, mode: 0o711 });
     const log = createWriteStream(path.join(dir, "build.log"), { mode: 0o600 });
@@ -245,7 +283,12 @@ export class CodeRuntime implements HostedCode {
         dependency_resolution?: string;
       };
       say(`unpacking ${version.contentHash}`);
-      await unpackZip(this.blobs.pathOf(version.contentHash!), appDir, this.options.zipLimits);
+      await unpackZip(
+        this.blobs.pathOf(version.contentHash!),
+        appDir,
+        this.options.zipLimits,
+        this.options.unpackUid,
+      );
       this.interpreters ??= discoverInterpreters();
       const runtime = resolveRuntime(code.runtime, this.interpreters, this.options.runtimePolicy);
       if ("error" in runtime) {
@@ -365,7 +408,7 @@ export class CodeRuntime implements HostedCode {
     await watch;
     if (dropped > 0) say(`${dropped} bytes of install output dropped (the build log is full)`);
     if (this.shutdown.signal.aborted) return "shutdown";
-    await rm(home, { recursive: true, force: true });
+    await removeTree(home);
     if (!tooBig.signal.aborted && result.code === 0) usage = await measure();
     // (A tree it cannot seal, too deep, fails the version: no session runs it.)
     const unsealed = await seal(appDir, uid).then(

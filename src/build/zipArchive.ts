@@ -1,5 +1,5 @@
-import { createWriteStream } from "node:fs";
-import { mkdir, stat, symlink } from "node:fs/promises";
+import fs from "node:fs";
+import { stat } from "node:fs/promises";
 import path from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -23,7 +23,7 @@ export const defaultZipLimits: ZipLimits = {
 
 type Kind = "file" | "dir" | "symlink";
 
-interface CheckedEntry {
+export interface CheckedEntry {
   entry: Entry;
   name: string;
   kind: Kind;
@@ -31,6 +31,10 @@ interface CheckedEntry {
 }
 
 const openZip = promisify(yauzl.open) as (file: string, options: yauzl.Options) => Promise<ZipFile>;
+const zipFromFd = promisify(yauzl.fromFd) as (
+  fd: number,
+  options: yauzl.Options,
+) => Promise<ZipFile>;
 
 const reject = (message: string) =>
   new AppError("invalid_parameter", `The code zip is refused: ${message}`, "code");
@@ -38,13 +42,14 @@ const reject = (message: string) =>
 /**
  * Reads the central directory and refuses anything unsafe to unpack: paths leaving the root,
  * device files, symlinks pointing outside, zip bombs (size, count, ratio, overlapping entries).
- * With `entryPoint`, the script it names must be in the zip. Returns the entry names.
+ * With `entryPoint`, the script it names must be in the zip. Returns the entry names and the
+ * bytes the zip unpacks to.
  */
 export async function inspectZip(
   file: string,
   limits: ZipLimits,
   entryPoint?: string[],
-): Promise<string[]> {
+): Promise<{ names: string[]; unpackedBytes: number }> {
   const entries = await walk(file, limits, async () => {});
   const names = new Set(entries.map((e) => e.name.replace(/\/$/, "")));
   const script = entryPoint && scriptOf(entryPoint);
@@ -55,24 +60,30 @@ export async function inspectZip(
       "definition.code_configuration.entry_point",
     );
   }
-  return [...names];
+  return {
+    names: [...names],
+    unpackedBytes: entries.reduce((sum, e) => sum + e.entry.uncompressedSize, 0),
+  };
 }
 
-/** Unpacks a zip (checked the same way) into `dir`, which must not exist yet. */
-export async function unpackZip(file: string, dir: string, limits: ZipLimits): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  await walk(file, limits, async (zip, checked) => {
-    const target = path.join(dir, checked.name);
-    if (checked.kind === "dir") return void (await mkdir(target, { recursive: true }));
-    await mkdir(path.dirname(target), { recursive: true });
-    const stream = await promisify(zip.openReadStream.bind(zip))(checked.entry);
-    if (checked.kind === "symlink") {
-      await symlink((await readAll(stream)).toString("utf8"), target);
-      return;
-    }
-    const mode = checked.executable ? 0o555 : 0o444;
-    await pipeline(stream, createWriteStream(target, { mode, flags: "wx" }));
-  });
+/** The bytes a stored zip unpacks to, from its central directory alone (no checks). */
+export async function unpackedBytesOf(file: string): Promise<number> {
+  const zip = await openZip(file, { lazyEntries: true, autoClose: false, strictFileNames: false });
+  let total = 0;
+  try {
+    await new Promise<void>((resolve, fail) => {
+      zip.on("error", fail);
+      zip.on("end", () => resolve());
+      zip.on("entry", (entry: Entry) => {
+        total += entry.uncompressedSize;
+        zip.readEntry();
+      });
+      zip.readEntry();
+    });
+  } finally {
+    zip.close();
+  }
+  return total;
 }
 
 /** The script file an entry point runs: its first element that looks like a source file. */
@@ -80,18 +91,24 @@ export function scriptOf(entryPoint: string[]): string | undefined {
   return entryPoint.find((part) => /\.(py|js|mjs|cjs|ts)$/.test(part));
 }
 
-async function walk(
-  file: string,
+/**
+ * Reads every entry of a zip (a path, or an open descriptor) with the checks of `inspectZip`,
+ * handing each to `visit` in order; the first problem rejects.
+ */
+export async function walk(
+  file: string | number,
   limits: ZipLimits,
   visit: (zip: ZipFile, entry: CheckedEntry) => Promise<void>,
 ): Promise<CheckedEntry[]> {
   let zip: ZipFile;
+  const options = { lazyEntries: true, autoClose: false, strictFileNames: false };
   try {
-    zip = await openZip(file, { lazyEntries: true, autoClose: false, strictFileNames: false });
+    zip = typeof file === "number" ? await zipFromFd(file, options) : await openZip(file, options);
   } catch (err) {
     throw reject(`it is not a readable zip archive (${(err as Error).message}).`);
   }
-  const zipSize = (await stat(file)).size;
+  const zipSize =
+    typeof file === "number" ? (await promisify(fs.fstat)(file)).size : (await stat(file)).size;
   if (zip.entryCount > limits.maxEntries) {
     zip.close();
     throw reject(`it has ${zip.entryCount} entries; the limit is ${limits.maxEntries}.`);
@@ -176,7 +193,7 @@ async function checkEntry(zip: ZipFile, entry: Entry): Promise<CheckedEntry> {
   return { entry, name, kind, executable: (mode & 0o111) !== 0 };
 }
 
-async function readAll(stream: NodeJS.ReadableStream, max = Infinity): Promise<Buffer> {
+export async function readAll(stream: NodeJS.ReadableStream, max = Infinity): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   await pipeline(

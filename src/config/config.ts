@@ -33,6 +33,18 @@ const configSchema = z.object({
     .int()
     .min(1024)
     .default(250 * 1024 * 1024),
+  /** Bytes one version's zip may unpack to (checked at upload and while unpacking). */
+  maxUnpackedBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(750 * 1024 * 1024),
+  /** Unpacked bytes of all the code-based versions of one project together. */
+  maxProjectCodeBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(10 * 1024 ** 3),
   /** When a code_configuration.runtime is not installed: the nearest version, or fail. */
   runtimePolicy: z.enum(["nearest", "exact"]).default("nearest"),
   /** Longest a dependency install (remote_build) may take. */
@@ -142,6 +154,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["foundryFeatures", env.AGENTHOST_FOUNDRY_FEATURES],
     ["maxJsonBytes", env.AGENTHOST_MAX_JSON_BYTES],
     ["maxZipBytes", env.AGENTHOST_MAX_ZIP_BYTES],
+    ["maxUnpackedBytes", env.AGENTHOST_MAX_UNPACKED_BYTES],
+    ["maxProjectCodeBytes", env.AGENTHOST_MAX_PROJECT_CODE_BYTES],
     ["runtimePolicy", env.AGENTHOST_RUNTIME_POLICY],
     ["buildTimeoutSeconds", env.AGENTHOST_BUILD_TIMEOUT_SECONDS],
     ["buildMemoryBytes", env.AGENTHOST_BUILD_MEMORY_BYTES],

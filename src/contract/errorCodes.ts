@@ -77,6 +77,10 @@ export const errorCodes = {
     summary: "The identity or the agent has as many running sessions as the service allows.",
   },
   payload_too_large: { status: 413, summary: "The body is larger than the route accepts." },
+  project_code_quota_exceeded: {
+    status: 413,
+    summary: "The upload would take the project's unpacked code past its quota.",
+  },
   session_disk_quota_exceeded: {
     status: 413,
     summary: "The upload would take the session's home past its disk quota.",

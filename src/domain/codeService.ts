@@ -4,8 +4,11 @@ import { AppError, notFound } from "./errors.js";
 import type { Agent, JsonObject, Version } from "./model.js";
 import type { BlobStore, HostedCode, StoredBlob } from "./ports.js";
 
-/** Checks a stored zip before a version is made of it; throws an AppError naming the problem. */
-export type ZipCheck = (zipFile: string, entryPoint: string[]) => Promise<void>;
+/**
+ * Checks a stored zip before a version is made of it; throws an AppError naming the problem.
+ * Resolves with the bytes it unpacks to.
+ */
+export type ZipCheck = (zipFile: string, entryPoint: string[]) => Promise<number>;
 
 export interface CodeServiceDeps {
   agents: AgentService;
@@ -13,6 +16,8 @@ export interface CodeServiceDeps {
   code: HostedCode & {
     releaseIfUnused(contentHash: string): Promise<void>;
     pin(contentHash: string): () => void;
+    /** Refuses (project_code_quota_exceeded) a new build of `bytes` past the project's quota. */
+    checkProjectQuota(project: string, bytes: number): Promise<void>;
   };
   checkZip: ZipCheck;
   maxZipBytes: number;
@@ -45,19 +50,19 @@ export class CodeService {
     spec: VersionSpec,
     upload: Upload,
   ): Promise<Version> {
-    return this.withUpload(spec, upload, (s) =>
+    return this.withUpload(project, spec, upload, (s) =>
       this.deps.agents.createVersion(project, name, s, { reuseIfUnchanged: true }),
     );
   }
 
   createAgent(project: string, spec: AgentSpec, upload: Upload): Promise<Agent> {
-    return this.withUpload(spec, upload, (s) =>
+    return this.withUpload(project, spec, upload, (s) =>
       this.deps.agents.create(project, { ...spec, ...s }),
     );
   }
 
   updateAgent(project: string, name: string, spec: VersionSpec, upload: Upload): Promise<Agent> {
-    return this.withUpload(spec, upload, (s) => this.deps.agents.update(project, name, s));
+    return this.withUpload(project, spec, upload, (s) => this.deps.agents.update(project, name, s));
   }
 
   /** The exact bytes of a version's zip (latest version when none is named). */
@@ -77,6 +82,7 @@ export class CodeService {
   }
 
   private async withUpload<T>(
+    project: string,
     spec: VersionSpec,
     upload: Upload,
     create: (spec: VersionSpec) => Promise<T>,
@@ -106,10 +112,11 @@ export class CodeService {
           "definition.code_configuration",
         );
       }
-      await this.deps.checkZip(
+      const unpackedBytes = await this.deps.checkZip(
         this.deps.blobs.pathOf(upload.blob.sha256),
         codeConfiguration.entry_point as string[],
       );
+      await this.deps.code.checkProjectQuota(project, unpackedBytes);
       return await create({
         ...spec,
         definition: {

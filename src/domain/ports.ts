@@ -86,6 +86,9 @@ export interface AgentRepository {
   /** How many versions use a code zip. */
   countContentReferences(contentHash: string): Promise<number>;
 
+  /** The zip of every code-based version of the project, once per version (for its quota). */
+  projectContentHashes(project: string): Promise<string[]>;
+
   /** Every version of an agent, drafts included (empty when the agent is missing). */
   allVersions(project: string, name: string): Promise<Version[]>;
 }

@@ -47,7 +47,9 @@ export class BwrapDriver implements SandboxDriver {
       // bwrap's own process is the sandbox's pid 1, readable there: it gets no environment.
       env: {},
       uid: options.uid ?? this.host.uid,
-      gid: options.uid ?? this.host.uid,
+      // Every sandbox shares the sandbox group: built code is readable through it (homes are
+      // 0700, so it opens no session's files to another).
+      gid: this.host.uid,
       stdio: ["pipe", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe", listener.fd],
     });
     listener.release();

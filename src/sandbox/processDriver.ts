@@ -30,7 +30,9 @@ export class ProcessDriver implements SandboxDriver {
       cwd: options.appDir,
       env: {},
       uid: options.uid ?? this.host.uid,
-      gid: options.uid ?? this.host.uid,
+      // Every sandbox shares the sandbox group: built code is readable through it (homes are
+      // 0700, so it opens no session's files to another).
+      gid: this.host.uid,
       stdio: ["pipe", "pipe", "pipe", listener.fd],
     });
     listener.release();

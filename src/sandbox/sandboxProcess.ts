@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { removeTree } from "../trees/agentTree.js";
 import type { Cgroup, CgroupHost, Limits } from "./cgroups.js";
 import type { Exit, Launch, Sandbox } from "./driver.js";
 
@@ -33,7 +34,7 @@ export class HostLayout {
   static async prepare(root: string, uid: number): Promise<HostLayout> {
     const files = path.join(root, "files");
     const closed = closeInheritedDescriptors();
-    await rm(path.join(root, "run"), { recursive: true, force: true });
+    await removeTree(path.join(root, "run"));
     await rm(path.join(root, "sock"), { recursive: true, force: true });
     await mkdir(files, { recursive: true, mode: 0o755 });
     await mkdir(path.join(root, "run"), { recursive: true, mode: 0o711 });
@@ -158,7 +159,7 @@ export class SandboxProcess implements Sandbox {
       const oomKilled = (await this.cgroup.oomKills()) > 0;
       for (const p of this.held) p.kill("SIGKILL");
       await this.cgroup.remove();
-      await rm(this.runDir, { recursive: true, force: true });
+      await removeTree(this.runDir).catch(() => {}); // an agent's leftovers never fail an exit
       await rm(this.socketPath, { force: true });
       return { code, signal, oomKilled };
     });

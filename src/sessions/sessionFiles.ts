@@ -1,15 +1,22 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants, createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { lchown, lstat, mkdir, readdir, rename, rmdir, unlink } from "node:fs/promises";
-import { Transform, type Readable } from "node:stream";
+import { lstat, readdir, rename, rmdir, stat, statfs, unlink } from "node:fs/promises";
+import path from "node:path";
+import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { AppError } from "../domain/errors.js";
+import {
+  closeFd as close,
+  emptyDir,
+  fstat,
+  openFd,
+  openNoFollow,
+  openPath,
+  usageOf,
+  viaFd,
+} from "../trees/agentTree.js";
 
-// Plain descriptors (not FileHandles, which close themselves when collected).
-const openFd = promisify(fs.open);
-const close = promisify(fs.close);
-const fstat = promisify(fs.fstat);
 const fchown = promisify(fs.fchown);
 const fsync = promisify(fs.fsync);
 
@@ -22,6 +29,14 @@ export interface DirectoryEntry {
   /** Unix seconds. */
   modifiedTime: number;
 }
+
+/** A home's usage as last counted (undefined: count it again). */
+export interface HomeLedger {
+  bytes?: number;
+}
+
+/** Names of upload temp files (reserved: never listed, swept after a crash). */
+export const uploadTempPrefix = ".agenthost-upload-";
 
 /** Longest path and name accepted (Linux's own limits). */
 const maxPathBytes = 4096;
@@ -53,10 +68,6 @@ export function splitHomePath(raw: string, param = "path"): string[] {
   return parts;
 }
 
-/** The directory an open descriptor names, as a path that resolves from it (like openat). */
-const viaFd = (fd: number, name?: string) =>
-  name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`;
-
 /**
  * File operations in a session's home that never leave it. The agent owns the home and may
  * plant symlinks or swap directories while the service works, so no path is ever resolved
@@ -68,6 +79,8 @@ export class SessionHome {
   constructor(
     private readonly root: string,
     private readonly uid: number,
+    /** The home's usage, shared by every SessionHome of one session (see `usage`). */
+    private readonly ledger: HomeLedger = {},
   ) {}
 
   /**
@@ -75,33 +88,17 @@ export class SessionHome {
    * caller closes the descriptor.
    */
   private async openDir(parts: string[], create = false): Promise<number> {
-    let fd = await openNoFollow(this.root, O_RDONLY | O_DIRECTORY);
-    try {
-      for (const part of parts) {
-        let next: number;
-        try {
-          next = await openNoFollow(viaFd(fd, part), O_RDONLY | O_DIRECTORY);
-        } catch (err) {
-          if (!create || (err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-          await mkdir(viaFd(fd, part), { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => {
-            if (e.code !== "EEXIST") throw e;
-          });
-          await lchown(viaFd(fd, part), this.uid, this.uid);
-          next = await openNoFollow(viaFd(fd, part), O_RDONLY | O_DIRECTORY);
-        }
-        await close(fd);
-        fd = next;
-      }
-      return fd;
-    } catch (err) {
-      await close(fd).catch(() => {});
-      throw pathError(err);
-    }
+    return openPath(this.root, parts, create ? { uid: this.uid, mode: 0o755 } : undefined).catch(
+      (err: unknown) => {
+        throw pathError(err);
+      },
+    );
   }
 
   /**
-   * Streams `source` into `parts` (parents created): a temp file beside it, renamed into
-   * place when complete, so a reader never sees half a file. Past `maxBytes` nothing is left.
+   * Streams `source` into `parts` (parents created): a temp file at the top of the home,
+   * renamed into place when complete, so a reader never sees half a file. Past `maxBytes`
+   * nothing is left. (A temp file a crash left is found at the top and swept: `sweepTemp`.)
    */
   async write(
     parts: string[],
@@ -112,16 +109,29 @@ export class SessionHome {
   ): Promise<number> {
     if (parts.length === 0)
       throw new AppError("invalid_parameter", "The path names the home directory itself.", "path");
-    const dir = await this.openDir(parts.slice(0, -1), true);
+    const top = await this.openDir([]);
+    let dir: number;
+    try {
+      dir = await this.openDir(parts.slice(0, -1), true);
+    } catch (err) {
+      await close(top).catch(() => {});
+      throw err;
+    }
     const name = parts.at(-1)!;
-    const temp = `.agenthost-upload-${randomBytes(6).toString("hex")}`;
+    const temp = `${uploadTempPrefix}${randomBytes(6).toString("hex")}`;
     let written = 0;
     try {
       const existing = await lstat(viaFd(dir, name)).catch(() => undefined);
       if (existing?.isDirectory())
         throw new AppError("conflict", `'${parts.join("/")}' is a directory.`, "path");
-      const fd = await openFd(viaFd(dir, temp), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
-      await fchown(fd, this.uid, this.uid);
+      // The home may be deleted meanwhile (the session with it): ENOENT, answered 404.
+      const fd = await openFd(
+        viaFd(top, temp),
+        O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
+        0o644,
+      ).catch((err: unknown) => {
+        throw pathError(err);
+      });
       // Large buffers: one write per MiB instead of one per network chunk.
       const count = new Transform({
         highWaterMark: 1024 * 1024,
@@ -132,25 +142,29 @@ export class SessionHome {
         },
       });
       try {
+        await fchown(fd, this.uid, this.uid);
         await pipeline(
-          source,
+          borrowed(source),
           count,
           createWriteStream("", { fd, autoClose: false, highWaterMark: 1024 * 1024 }),
         );
         await fsync(fd);
       } catch (err) {
-        await unlink(viaFd(dir, temp)).catch(() => {});
-        throw err;
+        await unlink(viaFd(top, temp)).catch(() => {});
+        throw pathError(err);
       } finally {
         await close(fd).catch(() => {});
       }
-      await rename(viaFd(dir, temp), viaFd(dir, name)).catch(async (err) => {
-        await unlink(viaFd(dir, temp)).catch(() => {});
+      await rename(viaFd(top, temp), viaFd(dir, name)).catch(async (err) => {
+        await unlink(viaFd(top, temp)).catch(() => {});
         throw pathError(err); // e.g. the agent made a directory of that name meanwhile
       });
+      if (this.ledger.bytes !== undefined)
+        this.ledger.bytes += written - (existing?.isFile() ? existing.size : 0);
       return written;
     } finally {
       await close(dir).catch(() => {});
+      await close(top).catch(() => {});
     }
   }
 
@@ -193,6 +207,7 @@ export class SessionHome {
     try {
       const entries: DirectoryEntry[] = [];
       for (const name of await readdir(viaFd(dir))) {
+        if (name.startsWith(uploadTempPrefix)) continue; // an upload in progress, or a crash's
         const s = await lstat(viaFd(dir, name)).catch(() => undefined);
         if (!s) continue; // deleted meanwhile
         entries.push({
@@ -222,7 +237,11 @@ export class SessionHome {
       const s = await lstat(viaFd(dir, name)).catch((err) => {
         throw pathError(err);
       });
-      if (!s.isDirectory()) return await unlink(viaFd(dir, name));
+      if (!s.isDirectory()) {
+        await unlink(viaFd(dir, name));
+        if (this.ledger.bytes !== undefined && s.isFile()) this.ledger.bytes -= s.size;
+        return;
+      }
       const child = await openNoFollow(viaFd(dir, name), O_RDONLY | O_DIRECTORY);
       try {
         if ((await readdir(viaFd(child))).length > 0) {
@@ -232,7 +251,12 @@ export class SessionHome {
               `'${parts.join("/")}' is not empty; repeat with recursive=true.`,
               "recursive",
             );
-          await emptyDir(child);
+          const freed = { bytes: 0 };
+          try {
+            await emptyDir(child, this.ledger.bytes === undefined ? undefined : freed);
+          } finally {
+            if (this.ledger.bytes !== undefined) this.ledger.bytes -= freed.bytes;
+          }
         }
       } finally {
         await close(child).catch(() => {});
@@ -245,57 +269,77 @@ export class SessionHome {
     }
   }
 
-  /** Bytes used by regular files in the home (symlinks not followed). */
+  /**
+   * Removes the temp files uploads left at the top of the home when the service was killed
+   * mid-upload. Only safe before this run's first upload into the home (the runtime sweeps
+   * each home once per run, before its first use).
+   */
+  async sweepTemp(): Promise<number> {
+    const top = await this.openDir([]);
+    let swept = 0;
+    try {
+      for (const name of await readdir(viaFd(top))) {
+        if (!name.startsWith(uploadTempPrefix)) continue;
+        swept++;
+        await unlink(viaFd(top, name)).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== "EISDIR") return;
+          const child = await openNoFollow(viaFd(top, name), O_RDONLY | O_DIRECTORY);
+          try {
+            await emptyDir(child);
+          } finally {
+            await close(child).catch(() => {});
+          }
+          await rmdir(viaFd(top, name)).catch(() => {});
+        });
+      }
+      return swept;
+    } finally {
+      await close(top).catch(() => {});
+    }
+  }
+
+  /**
+   * Bytes the home holds, without a walk per upload. When the home is a filesystem of its own
+   * (a per-session image), the filesystem's own count (statfs). Otherwise the ledger: the
+   * bytes of regular files found by one walk, then kept up to date by this service's uploads
+   * and deletes; the runtime clears it at every start of the session (the agent writes too),
+   * so a home is walked at most once per session start.
+   */
   async usage(): Promise<number> {
     const dir = await this.openDir([]);
     try {
-      return await sizeOf(dir);
+      const [home, parent] = await Promise.all([fstat(dir), stat(path.dirname(this.root))]);
+      if (home.dev !== parent.dev) {
+        const counts = await statfs(viaFd(dir));
+        return (counts.blocks - counts.bfree) * counts.bsize;
+      }
+      this.ledger.bytes ??= (await usageOf(dir)).bytes;
+      return Math.max(0, this.ledger.bytes);
     } finally {
       await close(dir).catch(() => {});
     }
   }
 }
 
-function openNoFollow(file: string, flags: number): Promise<number> {
-  return openFd(file, flags | O_NOFOLLOW);
-}
-
 /**
- * Runs `fn` on the child directory `name` of an open directory, opened without following a
- * link and closed afterwards. Undefined when it is not (or no longer) a real directory.
+ * The data of `source` as a stream the pipeline may destroy without destroying `source`: an
+ * upload refused midway (too large) leaves the request open, so its answer can still be sent.
  */
-async function inChildDir<T>(fd: number, name: string, fn: (child: number) => Promise<T>) {
-  const child = await openNoFollow(viaFd(fd, name), O_RDONLY | O_DIRECTORY).catch(() => undefined);
-  if (child === undefined) return undefined;
-  try {
-    return await fn(child);
-  } finally {
-    await close(child).catch(() => {});
-  }
-}
-
-/** Deletes everything in an open directory, walking by descriptors only. */
-async function emptyDir(fd: number): Promise<void> {
-  for (const name of await readdir(viaFd(fd))) {
-    const s = await lstat(viaFd(fd, name)).catch(() => undefined);
-    const emptied = s?.isDirectory()
-      ? await inChildDir(fd, name, async (child) => (await emptyDir(child), true))
-      : undefined;
-    if (emptied) await rmdir(viaFd(fd, name)).catch(() => {});
-    // A file, a link, or a directory swapped for a link meanwhile: unlinked, never followed.
-    else if (s) await unlink(viaFd(fd, name)).catch(() => {});
-  }
-}
-
-/** Bytes of the regular files under an open directory (links not followed). */
-async function sizeOf(fd: number): Promise<number> {
-  let total = 0;
-  for (const name of await readdir(viaFd(fd))) {
-    const s = await lstat(viaFd(fd, name)).catch(() => undefined);
-    if (s?.isDirectory()) total += (await inChildDir(fd, name, sizeOf)) ?? 0;
-    else if (s?.isFile()) total += s.size;
-  }
-  return total;
+function borrowed(source: Readable): Readable {
+  const copy = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const fail = (err?: Error) => copy.destroy(err ?? new Error("The upload was cut off."));
+  const cutOff = () => {
+    if (!source.readableEnded) fail();
+  };
+  source.on("error", fail);
+  source.on("close", cutOff);
+  source.pipe(copy);
+  copy.on("close", () => {
+    source.unpipe(copy);
+    source.off("error", fail);
+    source.off("close", cutOff);
+  });
+  return copy;
 }
 
 const isDirectory = (parts: string[]) =>
@@ -320,7 +364,7 @@ function pathError(err: unknown): unknown {
       "path",
     );
   if (code === "EISDIR") return new AppError("conflict", "The path names a directory.", "path");
-  if (code === "ENOTEMPTY")
+  if (code === "ENOTEMPTY" || code === "ETREECHANGED")
     return new AppError(
       "directory_not_empty",
       "The directory is not empty (it changed meanwhile).",

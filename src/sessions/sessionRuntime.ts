@@ -1,16 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  chown,
-  link,
-  lstat,
-  mkdir,
-  readFile,
-  readdir,
-  readlink,
-  rename,
-  rm,
-  symlink,
-} from "node:fs/promises";
+import { chown, lstat, mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { RunPlan } from "../build/codeRuntime.js";
@@ -25,7 +14,10 @@ import type {
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import { chownTree, UidPool, type UidRange } from "../sandbox/uidPool.js";
+import { linkTree, removeTree } from "../trees/agentTree.js";
 import { waitUntilReady } from "./agentSocket.js";
+import { AppError } from "../domain/errors.js";
+import { SessionHome, type HomeLedger } from "./sessionFiles.js";
 import { SessionLog } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
 
@@ -108,6 +100,12 @@ export class SessionRuntime implements LiveSessions {
   private readonly uids: UidPool;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
+  /** Sessions whose files are being deleted: no file operation may recreate their home. */
+  private readonly removing = new Set<string>();
+  /** Usage of each home as this service counted it; cleared when its session starts. */
+  private readonly ledgers = new Map<string, HomeLedger>();
+  /** Homes whose crash leftovers were swept this run (once, before their first use). */
+  private readonly swept = new Map<string, Promise<void>>();
 
   constructor(
     private readonly sessions: SessionRepository,
@@ -152,7 +150,10 @@ export class SessionRuntime implements LiveSessions {
    * on their next use. Then the pool fills and the expiry sweeper starts.
    */
   async open(runtimes: { language: "python" | "node"; interpreter: string }[]): Promise<void> {
-    await rm(this.options.poolDir, { recursive: true, force: true });
+    // Whatever an earlier run's sandboxes left in their slots never keeps the service down.
+    await removeTree(this.options.poolDir).catch((err: unknown) =>
+      this.options.log.error({ err }, "could not remove the old warm pool directory"),
+    );
     await mkdir(this.options.poolDir, { recursive: true, mode: 0o711 });
     const swept = await this.driver.sweep();
     if (swept > 0)
@@ -201,6 +202,39 @@ export class SessionRuntime implements LiveSessions {
       this.logs.set(key, log);
     }
     return log;
+  }
+
+  /**
+   * Once per home and run, before the home's first use: removes the upload temp files a
+   * killed service left in it. Never fails (a failure is logged).
+   */
+  sweepHome(s: Pick<Session, "project" | "agentName" | "id">, uid: number): Promise<void> {
+    const key = keyOf(s);
+    let done = this.swept.get(key);
+    if (!done) {
+      done = new SessionHome(this.homeOf(s), uid).sweepTemp().then(
+        (n) => {
+          if (n > 0) this.options.log.info({ session: s.id, files: n }, "swept upload leftovers");
+        },
+        (err: NodeJS.ErrnoException) => {
+          if (err instanceof AppError && err.code === "not_found") return; // no home yet
+          this.options.log.warn(
+            { err, session: s.id },
+            "could not sweep a home's upload leftovers",
+          );
+        },
+      );
+      this.swept.set(key, done);
+    }
+    return done;
+  }
+
+  /** The session's home, for file operations (its usage shared between them). */
+  filesOf(s: Pick<Session, "project" | "agentName" | "id">, uid: number): SessionHome {
+    const key = keyOf(s);
+    let ledger = this.ledgers.get(key);
+    if (!ledger) this.ledgers.set(key, (ledger = {}));
+    return new SessionHome(this.homeOf(s), uid, ledger);
   }
 
   /** Resolves once a starting session's home exists (at once when it is not starting). */
@@ -257,7 +291,9 @@ export class SessionRuntime implements LiveSessions {
       await this.record(session, {
         reason: "start_failed",
         message: `${message}${detail}`.slice(0, 4000),
-      });
+      }).catch((err: unknown) =>
+        this.options.log.error({ err, session: session.id }, "could not record a failed start"),
+      );
       this.running.delete(key);
       finish();
       throw new Error(message);
@@ -270,6 +306,8 @@ export class SessionRuntime implements LiveSessions {
       for (const line of build.split("\n").filter(Boolean)) entry.log.status(`build: ${line}`);
     }
     const home = this.homeOf(session);
+    await this.sweepHome(session, await this.homeUid(session));
+    this.ledgers.delete(key); // the agent is about to write: the next upload counts again
     const t0 = performance.now();
     let warmStart = false;
     let sandbox: Sandbox;
@@ -277,6 +315,16 @@ export class SessionRuntime implements LiveSessions {
     let coldUid: number | undefined;
     try {
       let warm = (await exists(home)) ? undefined : this.pool.take(plan);
+      if (warm) {
+        try {
+          await linkTree(plan.appDir, path.join(warm.dir, "app"));
+        } catch (err) {
+          // A code tree the copy refuses (e.g. nested past its depth) still starts, cold.
+          this.options.log.warn({ err, session: session.id }, "warm start refused the code tree");
+          void this.pool.discard(warm);
+          warm = undefined;
+        }
+      }
       if (warm) {
         await mkdir(path.dirname(home), { recursive: true, mode: 0o711 });
         try {
@@ -293,7 +341,6 @@ export class SessionRuntime implements LiveSessions {
       if (warm) {
         entry.uid = warm.uid;
         homeReady();
-        await linkTree(plan.appDir, path.join(warm.dir, "app"));
         sandbox = warm.sandbox;
         entry.slotDir = warm.dir;
         warmStart = true;
@@ -324,7 +371,17 @@ export class SessionRuntime implements LiveSessions {
     }
     entry.sandbox = sandbox;
     sandbox.onOutput((stream, chunk) => entry.log.write(stream, chunk));
-    void sandbox.exited.then((exit) => this.ended(session, entry, exit, finish));
+    void sandbox.exited
+      .catch((err: unknown): Exit => {
+        this.options.log.error({ err, session: session.id }, "a sandbox's exit failed");
+        return { code: null, signal: null, oomKilled: false };
+      })
+      .then((exit) => this.ended(session, entry, exit, finish))
+      .catch((err: unknown) => {
+        this.options.log.error({ err, session: session.id }, "a sandbox's end was not recorded");
+        this.running.delete(key);
+        finish();
+      });
     if (entry.stopping) {
       await sandbox.stop(0);
       throw new Error("the session was stopped while it started");
@@ -398,11 +455,20 @@ export class SessionRuntime implements LiveSessions {
         };
     }
     entry.log.status(`sandbox ended (${how}): ${termination.reason}`);
-    if (entry.slotDir) await rm(entry.slotDir, { recursive: true, force: true });
+    try {
+      if (entry.slotDir) await removeTree(entry.slotDir);
+    } catch (err) {
+      // What the agent left in its slot never stops the exit from being recorded.
+      this.options.log.error({ err, session: session.id }, "could not remove a sandbox's files");
+      termination = {
+        ...termination,
+        message: `${termination.message} (its sandbox files could not be removed: ${(err as Error).message})`,
+      };
+    }
     if (entry.uid !== undefined) this.uids.release(entry.uid);
     this.running.delete(keyOf(session));
     await this.record(session, termination).catch((err: unknown) =>
-      this.options.log.error({ err }, "could not record a session's end"),
+      this.options.log.error({ err, session: session.id }, "could not record a session's end"),
     );
     finish();
   }
@@ -488,7 +554,12 @@ export class SessionRuntime implements LiveSessions {
     if (!entry) return;
     entry.stopping ??= termination;
     clearTimeout(entry.idleTimer);
-    if (entry.sandbox) await entry.sandbox.stop(this.options.stopGraceMs);
+    if (entry.sandbox)
+      await entry.sandbox
+        .stop(this.options.stopGraceMs)
+        .catch((err: unknown) =>
+          this.options.log.error({ err, session: session.id }, "a sandbox's stop failed"),
+        );
     await entry.done;
   }
 
@@ -499,7 +570,28 @@ export class SessionRuntime implements LiveSessions {
     log?.status(`session deleted (${reason}): ${message}`);
     log?.end();
     this.logs.delete(keyOf(session));
-    await rm(this.dirOf(session), { recursive: true, force: true });
+    this.removing.add(keyOf(session));
+    this.swept.delete(keyOf(session));
+    this.ledgers.delete(keyOf(session));
+    try {
+      await removeTree(this.dirOf(session));
+    } catch (err) {
+      // Never a failed delete because of what is on disk: the files are logged as left over.
+      this.options.log.error(
+        { err, session: session.id, dir: this.dirOf(session) },
+        "could not delete a session's files",
+      );
+    }
+  }
+
+  /** A removed session's record is gone (or expired): its name may be used again. */
+  forget(session: Pick<Session, "project" | "agentName" | "id">): void {
+    this.removing.delete(keyOf(session));
+  }
+
+  /** False once the session's files are being deleted (a file operation answers 404). */
+  hasHome(session: Pick<Session, "project" | "agentName" | "id">): boolean {
+    return !this.removing.has(keyOf(session));
   }
 
   count(project: string, agentName: string, version?: number): Promise<number> {
@@ -510,6 +602,7 @@ export class SessionRuntime implements LiveSessions {
     for (const s of await this.sessions.all({ project, agentName, version })) {
       await this.remove(s, "agent_deleted", "The agent or version was deleted.");
       await this.sessions.delete(s.project, s.agentName, s.id);
+      this.forget(s);
     }
   }
 
@@ -520,15 +613,22 @@ export class SessionRuntime implements LiveSessions {
       if (!this.running.has(key) && log.subscribers === 0) this.logs.delete(key);
     const due = await this.sessions.expiring(this.clock());
     for (const s of due) {
-      await this.remove(
-        s,
-        "expired",
-        "No activity for the session's lifetime; its files were deleted.",
-      );
-      await this.record(s, {
-        reason: "expired",
-        message: "No activity for the session's lifetime; its files were deleted.",
-      });
+      // One session that cannot be expired never holds up the others.
+      try {
+        await this.remove(
+          s,
+          "expired",
+          "No activity for the session's lifetime; its files were deleted.",
+        );
+        await this.record(s, {
+          reason: "expired",
+          message: "No activity for the session's lifetime; its files were deleted.",
+        });
+      } catch (err) {
+        this.options.log.error({ err, session: s.id }, "could not expire a session");
+      } finally {
+        this.forget(s);
+      }
     }
     return due.length;
   }
@@ -574,17 +674,4 @@ async function exists(dir: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-/** Recreates `from` in `to` with hard links: instant, and the code stays read-only. */
-async function linkTree(from: string, to: string): Promise<void> {
-  for (const entry of await readdir(from, { withFileTypes: true })) {
-    const source = path.join(from, entry.name);
-    const target = path.join(to, entry.name);
-    if (entry.isDirectory()) {
-      await mkdir(target, { mode: 0o755 });
-      await linkTree(source, target);
-    } else if (entry.isSymbolicLink()) await symlink(await readlink(source), target);
-    else await link(source, target);
-  }
 }

@@ -7,7 +7,7 @@ import type { Page, PageRequest, Session, SessionStatus, Version } from "../doma
 import type { AgentRepository, Clock, SessionRepository } from "../domain/ports.js";
 import type { Sandbox } from "../sandbox/driver.js";
 import type { SessionRuntime } from "./sessionRuntime.js";
-import { SessionHome } from "./sessionFiles.js";
+import type { SessionHome } from "./sessionFiles.js";
 import type { SessionLog } from "./sessionLog.js";
 import { chown, mkdir } from "node:fs/promises";
 
@@ -180,6 +180,7 @@ export class SessionService {
       );
     await this.runtime.remove(session, "user_stop", "Deleted by request.");
     await this.deps.sessions.delete(project, agentName, id);
+    this.runtime.forget(session);
   }
 
   /**
@@ -223,13 +224,41 @@ export class SessionService {
     if (session.status === "expired")
       throw notFound(`Session '${id}' has expired and its files`, "agent_session_id");
     const runtime = this.runtime;
+    const gone = () => notFound(`Session '${id}' of agent '${agentName}'`, "agent_session_id");
+    if (!runtime.hasHome(session)) throw gone();
     await runtime.touch(session);
     await runtime.homeReady(session);
+    if (!runtime.hasHome(session)) throw gone();
     const dir = runtime.homeOf(session);
     const uid = await runtime.homeUid(session);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chown(dir, uid, uid);
-    return new SessionHome(dir, uid);
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await chown(dir, uid, uid);
+    } catch (err) {
+      // Deleted meanwhile (the session with it).
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw gone();
+      throw err;
+    }
+    await runtime.sweepHome(session, uid);
+    return runtime.filesOf(session, uid);
+  }
+
+  /**
+   * A file operation's failure as the caller should hear it: when the session was deleted
+   * meanwhile, 404 for the session (not a missing path, nor the raw filesystem error).
+   */
+  async explainFileError(
+    project: string,
+    agentName: string,
+    id: string,
+    err: unknown,
+  ): Promise<unknown> {
+    if (err instanceof AppError && err.code !== "not_found") return err;
+    const session = await this.deps.sessions.get(project, agentName, id);
+    const runtime = this.deps.runtime;
+    if (!session || ("hasHome" in runtime && !runtime.hasHome(session)))
+      return notFound(`Session '${id}' of agent '${agentName}'`, "agent_session_id");
+    return err;
   }
 
   /** Bytes an upload may still add to a home, or the error when the quota is used up. */

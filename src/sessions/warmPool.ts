@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { chown, mkdir, rm } from "node:fs/promises";
+import { chown, mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Limits } from "../sandbox/cgroups.js";
 import type { Language, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import type { UidPool } from "../sandbox/uidPool.js";
+import { removeTree } from "../trees/agentTree.js";
 
 /** A booted sandbox waiting for an agent: its empty home and code directories are its own. */
 export interface WarmSandbox {
@@ -111,14 +112,20 @@ export class WarmPool {
     }
     const slot = { sandbox, dir, uid };
     // A warm sandbox that dies (it should not) leaves the pool.
-    void sandbox.exited.then(() => {
+    const leave = () => {
       const slots = this.ready.get(runtime.interpreter);
       const i = slots?.indexOf(slot) ?? -1;
       if (i >= 0) {
         slots!.splice(i, 1);
         this.options.uids.release(uid);
-        void rm(dir, { recursive: true, force: true });
+        void removeTree(dir).catch((err: unknown) =>
+          this.options.log.error({ err, slot: id }, "could not remove a warm pool slot"),
+        );
       }
+    };
+    void sandbox.exited.then(leave, (err: unknown) => {
+      this.options.log.error({ err, slot: id }, "a warm sandbox's exit failed");
+      leave();
     });
     return slot;
   }
@@ -130,10 +137,17 @@ export class WarmPool {
     await Promise.all(slots.map((slot) => this.discard(slot)));
   }
 
-  /** Stops a slot that no session took, and frees its uid. */
+  /** Stops a slot that no session took, frees its uid and removes its directory; never fails. */
   async discard(slot: WarmSandbox): Promise<void> {
-    await slot.sandbox.stop(0);
-    this.options.uids.release(slot.uid);
-    await rm(slot.dir, { recursive: true, force: true });
+    try {
+      await slot.sandbox.stop(0);
+      this.options.uids.release(slot.uid);
+      await removeTree(slot.dir);
+    } catch (err) {
+      this.options.log.error(
+        { err, slot: path.basename(slot.dir) },
+        "could not discard a warm pool slot",
+      );
+    }
   }
 }

@@ -50,8 +50,18 @@ export function sessionFileRoutes(
       );
       return reply.code(201).send({ path: shown(parts), bytes_written: written });
     } catch (err) {
-      await drain(request.raw);
-      throw err;
+      // Too large: answered at once (the rest is read and dropped meanwhile), so a client
+      // streaming without a Content-Length hears it; otherwise answered after the body.
+      const code = err instanceof AppError ? err.code : undefined;
+      if (code === "payload_too_large" || code === "session_disk_quota_exceeded")
+        void drain(request.raw);
+      else await drain(request.raw);
+      throw await sessions.explainFileError(
+        projectOf(request),
+        request.params.name,
+        request.params.id,
+        err,
+      );
     }
   });
 

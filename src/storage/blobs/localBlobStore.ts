@@ -54,6 +54,14 @@ export class LocalBlobStore implements BlobStore {
     }
   }
 
+  /**
+   * Removes what uploads a killed service left in `tmp/`. Call before the first upload of a
+   * run (at start).
+   */
+  async removeTemp(): Promise<void> {
+    await rm(path.join(this.dir, "tmp"), { recursive: true, force: true });
+  }
+
   async size(sha256: string): Promise<number | undefined> {
     const s = await stat(this.pathOf(sha256)).catch(() => undefined);
     return s?.size;

@@ -244,6 +244,13 @@ export class SqliteAgentRepository implements AgentRepository {
     return (rows as VersionRow[]).map(toVersion);
   }
 
+  async projectContentHashes(project: string): Promise<string[]> {
+    const rows = this.stmt(
+      `SELECT content_hash AS h FROM agent_versions WHERE project = ? AND content_hash IS NOT NULL`,
+    ).all(project) as { h: string }[];
+    return rows.map((r) => r.h);
+  }
+
   async countContentReferences(contentHash: string): Promise<number> {
     const row = this.stmt(`SELECT count(*) AS n FROM agent_versions WHERE content_hash = ?`).get(
       contentHash,
