@@ -24,7 +24,7 @@ import type {
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import { waitUntilReady } from "./agentSocket.js";
-import { SessionLog } from "./sessionLog.js";
+import { LogBudget, SessionLog, type LogLimits } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
 
 export interface SessionRuntimeOptions {
@@ -43,6 +43,8 @@ export interface SessionRuntimeOptions {
   /** `expires_at` is this long after the last activity. */
   ttlSeconds: number;
   logMaxBytes: number;
+  /** Memory and read rate of the consoles. */
+  logLimits?: LogLimits;
   /** The project endpoint an agent is told about (FOUNDRY_PROJECT_ENDPOINT). */
   projectEndpoint: (project: string) => string;
   log: Logger;
@@ -97,6 +99,7 @@ export class SessionRuntime implements LiveSessions {
   private readonly running = new Map<string, Running>();
   /** Consoles of the sessions seen since the service started (kept for subscribers). */
   private readonly logs = new Map<string, SessionLog>();
+  private readonly logBudget: LogBudget;
   private readonly pool: WarmPool;
   private sweeper?: NodeJS.Timeout;
   private closing = false;
@@ -108,6 +111,7 @@ export class SessionRuntime implements LiveSessions {
     private readonly clock: Clock,
     private readonly options: SessionRuntimeOptions,
   ) {
+    this.logBudget = new LogBudget(options.logLimits);
     this.pool = new WarmPool(driver, {
       dir: options.poolDir,
       size: options.warmPoolSize,
@@ -177,7 +181,9 @@ export class SessionRuntime implements LiveSessions {
     const key = keyOf(s);
     let log = this.logs.get(key);
     if (!log) {
-      log = new SessionLog(this.consoleLogOf(s), this.options.logMaxBytes);
+      log = new SessionLog(this.consoleLogOf(s), this.options.logMaxBytes, this.logBudget, (err) =>
+        this.options.log.warn({ err, session: s.id }, "console log not written"),
+      );
       this.logs.set(key, log);
     }
     return log;
@@ -467,6 +473,7 @@ export class SessionRuntime implements LiveSessions {
     const log = this.logs.get(keyOf(session));
     log?.status(`session deleted (${reason}): ${message}`);
     log?.end();
+    await log?.settled(); // no write of it may land after the delete
     this.logs.delete(keyOf(session));
     await rm(this.dirOf(session), { recursive: true, force: true });
   }
@@ -486,7 +493,10 @@ export class SessionRuntime implements LiveSessions {
   async expire(): Promise<number> {
     // Consoles nobody writes or reads are let go (they are read back from disk when needed).
     for (const [key, log] of this.logs)
-      if (!this.running.has(key) && log.subscribers === 0) this.logs.delete(key);
+      if (!this.running.has(key) && log.subscribers === 0) {
+        log.release();
+        this.logs.delete(key);
+      }
     const due = await this.sessions.expiring(this.clock());
     for (const s of due) {
       await this.remove(
@@ -513,6 +523,7 @@ export class SessionRuntime implements LiveSessions {
         this.stop(entry.session, { reason: "service_stopped", message }),
       ),
     ]);
+    await Promise.all([...this.logs.values()].map((log) => log.settled()));
     await this.driver.dispose();
   }
 
