@@ -98,7 +98,8 @@ export async function readCodeUpload(
 /** Reads and discards what is left of a request body (bounded), so the error can be read. */
 export async function drain(request: IncomingMessage, limit = 512 * 1024 * 1024): Promise<void> {
   request.unpipe();
-  if (request.readableEnded) return;
+  // Destroyed (e.g. by a pipeline that failed to write it): 'close' has been and gone.
+  if (request.readableEnded || request.destroyed) return;
   let seen = 0;
   await new Promise<void>((resolve) => {
     request.on("data", (chunk: Buffer) => {

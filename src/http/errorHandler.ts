@@ -30,6 +30,8 @@ export function installErrorHandling(app: FastifyInstance): void {
 
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError) {
   const status = errorCodes[err.code].status;
+  // A body left unread (a failed upload) leaves the connection unfit for another request.
+  if (!request.raw.complete) reply.header("connection", "close");
   return reply
     .code(status)
     .type("application/json")
