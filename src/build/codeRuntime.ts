@@ -162,10 +162,11 @@ export class CodeRuntime implements HostedCode {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     const log = createWriteStream(path.join(dir, "build.log"));
+    log.on("error", () => {}); // e.g. a full disk: the build fails below, never the service
     const say = (line: string) => log.write(`[${new Date().toISOString()}] ${line}\n`);
     const finish = async (ok: boolean, code: string, message: string) => {
       say(message);
-      await new Promise((resolve) => log.end(resolve));
+      await new Promise((resolve) => (log.destroyed ? resolve(0) : log.end(resolve)));
       await this.agents.setVersionStatus(
         version.project,
         version.agentName,
