@@ -22,6 +22,7 @@ import type {
   Version,
 } from "../domain/model.js";
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
+import { isDiskFull } from "../domain/errors.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import { waitUntilReady } from "./agentSocket.js";
 import { LogBudget, SessionLog, type LogLimits } from "./sessionLog.js";
@@ -434,12 +435,19 @@ export class SessionRuntime implements LiveSessions {
     // Timestamps are in seconds: within the same second there is nothing to write (and no
     // fsync on every request to the agent).
     if (session.lastAccessedAt === now) return session;
-    return (
-      (await this.sessions.update(session.project, session.agentName, session.id, {
-        lastAccessedAt: now,
-        expiresAt: now + this.options.ttlSeconds,
-      })) ?? session
-    );
+    try {
+      return (
+        (await this.sessions.update(session.project, session.agentName, session.id, {
+          lastAccessedAt: now,
+          expiresAt: now + this.options.ttlSeconds,
+        })) ?? session
+      );
+    } catch (err) {
+      // A full disk does not stop the agent from being used; the next use records the time.
+      if (!isDiskFull(err)) throw err;
+      this.options.log.warn({ err, session: session.id }, "activity not recorded: disk full");
+      return session;
+    }
   }
 
   private armIdle(session: Session, entry: Running): void {
