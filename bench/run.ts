@@ -1,6 +1,7 @@
 import { cpus, totalmem } from "node:os";
 import { agentsHttpBench } from "./agentsHttp.js";
 import { codeUploadBench } from "./codeUpload.js";
+import { logFloodBench } from "./logFlood.js";
 import { pagingDeepBench } from "./pagingDeep.js";
 import { renderSection, type Section } from "./report.js";
 import { sessionFilesBench } from "./sessionFiles.js";
@@ -18,6 +19,7 @@ const benches: { name: string; run: () => Promise<Section | Section[]> }[] = [
   { name: "code-upload", run: codeUploadBench },
   { name: "session-start", run: sessionStartBench },
   { name: "session-files", run: sessionFilesBench },
+  { name: "log-flood", run: logFloodBench },
 ];
 
 const filter = process.argv[2];

@@ -108,6 +108,11 @@ async function openSandboxes(
       maxIdleSeconds: config.sessionMaxIdleSeconds,
       ttlSeconds: config.sessionTtlSeconds,
       logMaxBytes: config.sessionLogMaxBytes,
+      logLimits: {
+        sessionMemoryBytes: config.sessionLogMemoryBytes,
+        totalMemoryBytes: config.logMemoryBytes,
+        sessionBytesPerSecond: config.sessionLogRateBytes,
+      },
       projectEndpoint,
       log,
     },

@@ -261,10 +261,11 @@ export class CodeRuntime implements HostedCode {
     // Traversable, not listable: the sandbox uid reaches `app/`, other users see nothing.
     await mkdir(dir, { recursive: true, mode: 0o711 });
     const log = createWriteStream(path.join(dir, "build.log"), { mode: 0o600 });
+    log.on("error", () => {}); // e.g. a full disk: the build fails below, never the service
     const say = (line: string) => log.write(`[${new Date().toISOString()}] ${line}\n`);
     const finish = async (ok: boolean, code: string, message: string) => {
       say(message);
-      await new Promise((resolve) => log.end(resolve));
+      await new Promise((resolve) => (log.destroyed ? resolve(0) : log.end(resolve)));
       await this.agents.setVersionStatus(
         version.project,
         version.agentName,

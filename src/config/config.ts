@@ -110,6 +110,24 @@ const configSchema = z.object({
     .int()
     .min(4096)
     .default(10 * 1024 * 1024),
+  /** Bytes of console history one session keeps in memory. */
+  sessionLogMemoryBytes: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024)
+    .default(1024 * 1024),
+  /** Bytes of console history all sessions together keep in memory. */
+  logMemoryBytes: z.coerce
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(64 * 1024 * 1024),
+  /** Bytes of an agent's output read per second; past it the agent's writes wait. */
+  sessionLogRateBytes: z.coerce
+    .number()
+    .int()
+    .min(4096)
+    .default(1024 * 1024),
   /** Bytes of files one session's home may hold, checked on every upload. */
   sessionDiskQuotaBytes: z.coerce
     .number()
@@ -179,6 +197,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["maxVersionCpu", env.AGENTHOST_MAX_VERSION_CPU],
     ["maxVersionMemoryBytes", env.AGENTHOST_MAX_VERSION_MEMORY_BYTES],
     ["sessionLogMaxBytes", env.AGENTHOST_SESSION_LOG_MAX_BYTES],
+    ["sessionLogMemoryBytes", env.AGENTHOST_SESSION_LOG_MEMORY_BYTES],
+    ["logMemoryBytes", env.AGENTHOST_LOG_MEMORY_BYTES],
+    ["sessionLogRateBytes", env.AGENTHOST_SESSION_LOG_RATE_BYTES],
     ["sessionDiskQuotaBytes", env.AGENTHOST_SESSION_DISK_QUOTA_BYTES],
     ["logKeepAliveSeconds", env.AGENTHOST_LOG_KEEPALIVE_SECONDS],
     ["logLevel", env.AGENTHOST_LOG_LEVEL],

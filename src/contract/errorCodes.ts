@@ -90,6 +90,10 @@ export const errorCodes = {
     status: 501,
     summary: "This host cannot run sandboxes (see the service's start-up output for why).",
   },
+  insufficient_storage: {
+    status: 507,
+    summary: "The data directory's disk is full; reads still work, writes once space is freed.",
+  },
   internal_error: { status: 500, summary: "An unexpected failure; the log has the request id." },
 } as const satisfies Record<string, { status: number; summary: string }>;
 

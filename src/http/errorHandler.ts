@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errorCodes, type ErrorCode } from "../contract/errorCodes.js";
-import { AppError } from "../domain/errors.js";
+import { AppError, diskFull, isDiskFull } from "../domain/errors.js";
 
 /**
  * The one error boundary. Every failure leaves as the contract's envelope
@@ -11,6 +11,11 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     const known = err instanceof AppError ? err : fromFramework(err as FastifyError);
     if (known) return sendError(reply, request, known);
+    // A full disk (files or SQLite) is the one system failure a caller can act on.
+    if (isDiskFull(err)) {
+      request.log.warn({ err }, "disk full");
+      return sendError(reply, request, diskFull());
+    }
     request.log.error({ err }, "unhandled error");
     return sendError(reply, request, new AppError("internal_error", "An internal error occurred."));
   });
@@ -25,6 +30,8 @@ export function installErrorHandling(app: FastifyInstance): void {
 
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError) {
   const status = errorCodes[err.code].status;
+  // A body left unread (a failed upload) leaves the connection unfit for another request.
+  if (!request.raw.complete) reply.header("connection", "close");
   return reply
     .code(status)
     .type("application/json")

@@ -37,6 +37,9 @@ export interface Launch {
   limits: Limits;
 }
 
+/** Told of each chunk of output; may return a promise, the reading waits for it. */
+export type OutputListener = (stream: "stdout" | "stderr", chunk: Buffer) => unknown;
+
 export interface Sandbox {
   readonly id: string;
   /** Host path of the Unix socket that reaches the agent's PORT. */
@@ -45,8 +48,11 @@ export interface Sandbox {
   readonly paths: { app: string; home: string };
   /** Settles once, when every process of the sandbox is gone. */
   readonly exited: Promise<Exit>;
-  /** The agent's output, as it comes; a warm sandbox has none until it is launched. */
-  onOutput(listener: (stream: "stdout" | "stderr", chunk: Buffer) => void): void;
+  /**
+   * The agent's output, as it comes; a warm sandbox has none until it is launched. While a
+   * promise the listener returns is pending, nothing more is read (the agent's writes wait).
+   */
+  onOutput(listener: OutputListener): void;
   /** Starts the agent in the booted interpreter. */
   launch(launch: Launch): Promise<void>;
   /** SIGTERM to the agent, then after `graceMs` a kill of everything left; verified empty. */

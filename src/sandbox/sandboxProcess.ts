@@ -8,9 +8,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { removeTree } from "../trees/agentTree.js";
 import type { Cgroup, CgroupHost, Limits } from "./cgroups.js";
-import type { Exit, Launch, Sandbox } from "./driver.js";
+import type { Exit, Launch, OutputListener, Sandbox } from "./driver.js";
 
 const loaderSource = fileURLToPath(new URL("../../sandbox/", import.meta.url));
+/** Output read before anyone listens; past it the pipes wait for a listener. */
+const maxEarlyBytes = 256 * 1024;
 /** A Unix socket path must fit in sockaddr_un (108 bytes with its NUL). */
 const maxSocketPath = 107;
 
@@ -118,8 +120,11 @@ export class HostLayout {
 export class SandboxProcess implements Sandbox {
   readonly socketPath: string;
   readonly exited: Promise<Exit>;
-  private listener: ((stream: "stdout" | "stderr", chunk: Buffer) => void) | undefined;
+  private listener: OutputListener | undefined;
   private early: ["stdout" | "stderr", Buffer][] = [];
+  private earlyBytes = 0;
+  /** Reasons the output pipes are paused (a listener's wait, or no listener yet). */
+  private holds = 0;
   private done = false;
   private readonly held: ChildProcess[] = [];
   private fixedEnv: Record<string, string> = {};
@@ -135,18 +140,15 @@ export class SandboxProcess implements Sandbox {
     private readonly agentPids: () => Promise<number[]> = async () => [child.pid!],
   ) {
     this.socketPath = host.socketOf(id);
-    for (const stream of ["stdout", "stderr"] as const) {
-      child[stream]!.on("data", (chunk: Buffer) => {
-        if (this.listener) this.listener(stream, chunk);
-        else if (this.early.length < 256) this.early.push([stream, chunk]);
-      });
-    }
+    for (const stream of ["stdout", "stderr"] as const)
+      child[stream]!.on("data", (chunk: Buffer) => this.deliver(stream, chunk));
     child.stdin!.on("error", () => {}); // the loader may be gone before it reads
     this.exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.once("exit", (code, signal) => resolve({ code, signal })),
     ).then(async ({ code, signal }) => {
       this.done = true;
       await this.cgroup.killAll();
+      if (!this.listener) this.onOutput(() => {}); // nobody will read it: let the pipes end
       // Once nothing holds them, the pipes end: the last output (a traceback) is in.
       await Promise.all(
         [child.stdout!, child.stderr!].map(
@@ -165,9 +167,39 @@ export class SandboxProcess implements Sandbox {
     });
   }
 
-  onOutput(listener: (stream: "stdout" | "stderr", chunk: Buffer) => void): void {
+  onOutput(listener: OutputListener): void {
+    const waiting = !this.listener && this.earlyBytes >= maxEarlyBytes;
     this.listener = listener;
-    for (const [stream, chunk] of this.early.splice(0)) listener(stream, chunk);
+    for (const [stream, chunk] of this.early.splice(0)) this.deliver(stream, chunk);
+    if (waiting) this.release();
+  }
+
+  /**
+   * Output to the listener. The pipes are read no faster than it takes them: while a wait it
+   * returns is pending (or before there is a listener, past `maxEarlyBytes`) they are paused,
+   * so that a flooding agent blocks in its own writes instead of filling the service's memory.
+   */
+  private deliver(stream: "stdout" | "stderr", chunk: Buffer): void {
+    if (!this.listener) {
+      this.early.push([stream, chunk]);
+      this.earlyBytes += chunk.length;
+      if (this.earlyBytes - chunk.length < maxEarlyBytes && this.earlyBytes >= maxEarlyBytes)
+        this.hold();
+      return;
+    }
+    const wait = this.listener(stream, chunk);
+    if (wait instanceof Promise) {
+      this.hold();
+      void wait.catch(() => {}).finally(() => this.release());
+    }
+  }
+
+  private hold(): void {
+    if (this.holds++ === 0) for (const s of [this.child.stdout!, this.child.stderr!]) s.pause();
+  }
+
+  private release(): void {
+    if (--this.holds === 0) for (const s of [this.child.stdout!, this.child.stderr!]) s.resume();
   }
 
   /** A helper process (e.g. slirp4netns) that lives and dies with this sandbox. */

@@ -12,13 +12,14 @@ import type {
   Version,
 } from "../domain/model.js";
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
+import { isDiskFull } from "../domain/errors.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import { chownTree, UidPool, type UidRange } from "../sandbox/uidPool.js";
 import { linkTree, removeTree } from "../trees/agentTree.js";
 import { waitUntilReady } from "./agentSocket.js";
 import { AppError } from "../domain/errors.js";
 import { SessionHome, type HomeLedger } from "./sessionFiles.js";
-import { SessionLog } from "./sessionLog.js";
+import { LogBudget, SessionLog, type LogLimits } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
 
 export interface SessionRuntimeOptions {
@@ -40,6 +41,8 @@ export interface SessionRuntimeOptions {
   /** `expires_at` is this long after the last activity. */
   ttlSeconds: number;
   logMaxBytes: number;
+  /** Memory and read rate of the consoles. */
+  logLimits?: LogLimits;
   /** The project endpoint an agent is told about (FOUNDRY_PROJECT_ENDPOINT). */
   projectEndpoint: (project: string) => string;
   log: Logger;
@@ -96,6 +99,7 @@ export class SessionRuntime implements LiveSessions {
   private readonly running = new Map<string, Running>();
   /** Consoles of the sessions seen since the service started (kept for subscribers). */
   private readonly logs = new Map<string, SessionLog>();
+  private readonly logBudget: LogBudget;
   private readonly pool: WarmPool;
   private readonly uids: UidPool;
   private sweeper?: NodeJS.Timeout;
@@ -115,6 +119,7 @@ export class SessionRuntime implements LiveSessions {
     private readonly options: SessionRuntimeOptions,
   ) {
     this.uids = new UidPool(options.uidRange);
+    this.logBudget = new LogBudget(options.logLimits);
     this.pool = new WarmPool(driver, {
       dir: options.poolDir,
       size: options.warmPoolSize,
@@ -198,7 +203,9 @@ export class SessionRuntime implements LiveSessions {
     const key = keyOf(s);
     let log = this.logs.get(key);
     if (!log) {
-      log = new SessionLog(this.consoleLogOf(s), this.options.logMaxBytes);
+      log = new SessionLog(this.consoleLogOf(s), this.options.logMaxBytes, this.logBudget, (err) =>
+        this.options.log.warn({ err, session: s.id }, "console log not written"),
+      );
       this.logs.set(key, log);
     }
     return log;
@@ -525,12 +532,19 @@ export class SessionRuntime implements LiveSessions {
     // Timestamps are in seconds: within the same second there is nothing to write (and no
     // fsync on every request to the agent).
     if (session.lastAccessedAt === now) return session;
-    return (
-      (await this.sessions.update(session.project, session.agentName, session.id, {
-        lastAccessedAt: now,
-        expiresAt: now + this.options.ttlSeconds,
-      })) ?? session
-    );
+    try {
+      return (
+        (await this.sessions.update(session.project, session.agentName, session.id, {
+          lastAccessedAt: now,
+          expiresAt: now + this.options.ttlSeconds,
+        })) ?? session
+      );
+    } catch (err) {
+      // A full disk does not stop the agent from being used; the next use records the time.
+      if (!isDiskFull(err)) throw err;
+      this.options.log.warn({ err, session: session.id }, "activity not recorded: disk full");
+      return session;
+    }
   }
 
   private armIdle(session: Session, entry: Running): void {
@@ -569,6 +583,7 @@ export class SessionRuntime implements LiveSessions {
     const log = this.logs.get(keyOf(session));
     log?.status(`session deleted (${reason}): ${message}`);
     log?.end();
+    await log?.settled(); // no write of it may land after the delete
     this.logs.delete(keyOf(session));
     this.removing.add(keyOf(session));
     this.swept.delete(keyOf(session));
@@ -610,7 +625,10 @@ export class SessionRuntime implements LiveSessions {
   async expire(): Promise<number> {
     // Consoles nobody writes or reads are let go (they are read back from disk when needed).
     for (const [key, log] of this.logs)
-      if (!this.running.has(key) && log.subscribers === 0) this.logs.delete(key);
+      if (!this.running.has(key) && log.subscribers === 0) {
+        log.release();
+        this.logs.delete(key);
+      }
     const due = await this.sessions.expiring(this.clock());
     for (const s of due) {
       // One session that cannot be expired never holds up the others.
@@ -644,6 +662,7 @@ export class SessionRuntime implements LiveSessions {
         this.stop(entry.session, { reason: "service_stopped", message }),
       ),
     ]);
+    await Promise.all([...this.logs.values()].map((log) => log.settled()));
     await this.driver.dispose();
   }
 

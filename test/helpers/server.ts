@@ -18,6 +18,8 @@ export interface TestServer {
   dataDir: string;
   caPem: Buffer;
   adminKey: string;
+  /** The server process. */
+  pid: number;
   output: () => string;
   /** SIGTERM and wait for a clean exit; resolves with the exit code. */
   stop(): Promise<number | null>;
@@ -85,6 +87,7 @@ export async function startServer(
       ? readFileSync(path.join(dataDir, "tls/ca.pem"))
       : Buffer.alloc(0),
     adminKey: testAdminKey,
+    pid: child.pid!,
     output: () => output,
     async stop() {
       if (child.exitCode === null) child.kill("SIGTERM");
