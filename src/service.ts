@@ -23,6 +23,7 @@ import { detectCgroups } from "./sandbox/cgroups.js";
 import { ProcessDriver } from "./sandbox/processDriver.js";
 import { HostLayout } from "./sandbox/sandboxProcess.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
+import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
 
 /** The composition root: picks the implementations and wires them together. */
@@ -67,6 +68,12 @@ async function openSandboxes(
   if (config.sandboxNetwork === "egress" && spawnSync("slirp4netns", ["--version"]).status !== 0)
     return { unavailable: "sandboxNetwork=egress needs slirp4netns (apt-get install slirp4netns)" };
   const host = await HostLayout.prepare(path.join(config.dataDir, "sandbox"), config.sandboxUid);
+  const volumes = await HomeVolumes.open(path.join(config.dataDir, "sandbox"), {
+    images: config.sandboxDriver === "bwrap",
+    quotaBytes: config.sessionDiskQuotaBytes,
+    inodes: config.sessionInodeQuota,
+    log,
+  });
   const driver =
     config.sandboxDriver === "bwrap"
       ? new BwrapDriver(host, cgroups)
@@ -93,6 +100,7 @@ async function openSandboxes(
       ttlSeconds: config.sessionTtlSeconds,
       logMaxBytes: config.sessionLogMaxBytes,
       projectEndpoint,
+      volumes,
       log,
     },
   );

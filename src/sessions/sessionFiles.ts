@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants, createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { lchown, lstat, mkdir, readdir, rename, rmdir, unlink } from "node:fs/promises";
+import { lchown, lstat, mkdir, readdir, rename, rmdir, statfs, unlink } from "node:fs/promises";
+import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
@@ -140,6 +141,12 @@ export class SessionHome {
         await fsync(fd);
       } catch (err) {
         await unlink(viaFd(dir, temp)).catch(() => {});
+        const code = (err as NodeJS.ErrnoException).code;
+        if ((code === "ENOSPC" || code === "EDQUOT") && (await this.freeBytes()) !== undefined)
+          throw new AppError(
+            "session_disk_quota_exceeded",
+            "The session's home is full (its disk or file quota is used up); delete files first.",
+          );
         throw err;
       } finally {
         await close(fd).catch(() => {});
@@ -243,6 +250,17 @@ export class SessionHome {
     } finally {
       await close(dir).catch(() => {});
     }
+  }
+
+  /**
+   * Bytes still free in the home when it is a filesystem of its own (its quota, enforced by
+   * the kernel: see homeVolume.ts), from one statfs; undefined for a plain directory.
+   */
+  async freeBytes(): Promise<number | undefined> {
+    const [home, parent] = await Promise.all([lstat(this.root), lstat(path.dirname(this.root))]);
+    if (home.dev === parent.dev) return undefined;
+    const s = await statfs(this.root);
+    return s.bavail * s.bsize;
   }
 
   /** Bytes used by regular files in the home (symlinks not followed). */

@@ -1,15 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  chown,
-  link,
-  mkdir,
-  readFile,
-  readdir,
-  readlink,
-  rename,
-  rm,
-  symlink,
-} from "node:fs/promises";
+import { link, mkdir, readFile, readdir, readlink, rm, symlink } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { RunPlan } from "../build/codeRuntime.js";
@@ -21,9 +11,11 @@ import type {
   TerminationReason,
   Version,
 } from "../domain/model.js";
+import { notFound } from "../domain/errors.js";
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import { waitUntilReady } from "./agentSocket.js";
+import type { HomeVolumes } from "./homeVolume.js";
 import { SessionLog } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
 
@@ -45,6 +37,8 @@ export interface SessionRuntimeOptions {
   logMaxBytes: number;
   /** The project endpoint an agent is told about (FOUNDRY_PROJECT_ENDPOINT). */
   projectEndpoint: (project: string) => string;
+  /** How homes are held to their quota (their own filesystems, or plain directories). */
+  volumes: HomeVolumes;
   log: Logger;
 }
 
@@ -73,6 +67,8 @@ interface Running {
 }
 
 const defaultIdleSeconds = 900;
+/** A home mounted for a file operation of a stopped session stays mounted this long. */
+const homeLingerMs = 30_000;
 /** How the status reads after each way a sandbox ends. */
 const statusAfter: Record<TerminationReason, SessionStatus> = {
   user_stop: "idle",
@@ -98,6 +94,10 @@ export class SessionRuntime implements LiveSessions {
   /** Consoles of the sessions seen since the service started (kept for subscribers). */
   private readonly logs = new Map<string, SessionLog>();
   private readonly pool: WarmPool;
+  /** Homes of stopped sessions mounted for file operations, released by these timers. */
+  private readonly lingering = new Map<string, NodeJS.Timeout>();
+  /** Sessions whose files are being deleted: their homes are not mounted again. */
+  private readonly removing = new Set<string>();
   private sweeper?: NodeJS.Timeout;
   private closing = false;
 
@@ -114,6 +114,7 @@ export class SessionRuntime implements LiveSessions {
       uid: options.uid,
       limits: { cpu: 1, memoryBytes: 512 * 1024 * 1024, pids: options.pidsLimit },
       network: options.network,
+      volumes: options.volumes,
       log: options.log,
     });
   }
@@ -132,6 +133,12 @@ export class SessionRuntime implements LiveSessions {
    * on their next use. Then the pool fills and the expiry sweeper starts.
    */
   async open(runtimes: { language: "python" | "node"; interpreter: string }[]): Promise<void> {
+    // Homes a crashed run left mounted are let go first: nothing is deleted through a mount.
+    const mounts = await this.options.volumes.sweep([
+      this.options.sessionsDir,
+      this.options.poolDir,
+    ]);
+    if (mounts > 0) this.options.log.warn({ mounts }, "unmounted homes left by an earlier run");
     await rm(this.options.poolDir, { recursive: true, force: true });
     await mkdir(this.options.poolDir, { recursive: true, mode: 0o711 });
     const swept = await this.driver.sweep();
@@ -183,9 +190,34 @@ export class SessionRuntime implements LiveSessions {
     return log;
   }
 
-  /** Resolves once a starting session's home exists (at once when it is not starting). */
-  homeReady(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
-    return this.running.get(keyOf(s))?.homeReady ?? Promise.resolve();
+  /**
+   * The session's home for a file operation, in place (mounted) once a starting session has
+   * it; a stopped session's home is mounted for a while after its last file operation.
+   */
+  async openHome(s: Pick<Session, "project" | "agentName" | "id">): Promise<string> {
+    const key = keyOf(s);
+    await this.running.get(key)?.homeReady;
+    if (this.removing.has(key)) throw notFound(`Session '${s.id}'`, "agent_session_id");
+    const home = this.homeOf(s);
+    clearTimeout(this.lingering.get(key));
+    await this.options.volumes.prepare(home, this.options.uid);
+    const timer = setTimeout(() => {
+      this.lingering.delete(key);
+      if (!this.running.has(key)) void this.releaseHome(s);
+    }, homeLingerMs);
+    timer.unref();
+    this.lingering.set(key, timer);
+    return home;
+  }
+
+  /** Unmounts a home nothing uses: no sandbox, no recent file operation. */
+  private async releaseHome(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
+    if (this.running.has(keyOf(s)) || this.lingering.has(keyOf(s))) return;
+    await this.options.volumes
+      .release(this.homeOf(s))
+      .catch((err: unknown) =>
+        this.options.log.error({ err, session: s.id }, "could not unmount a session's home"),
+      );
   }
 
   /** Starts the sandbox of a new (or resumed) session; readiness is awaited by `use`. */
@@ -239,6 +271,7 @@ export class SessionRuntime implements LiveSessions {
         message: `${message}${detail}`.slice(0, 4000),
       });
       this.running.delete(key);
+      await this.releaseHome(session);
       finish();
       throw new Error(message);
     };
@@ -254,15 +287,14 @@ export class SessionRuntime implements LiveSessions {
     let warmStart = false;
     let sandbox: Sandbox;
     try {
-      let warm = (await exists(home)) ? undefined : this.pool.take(plan);
+      const volumes = this.options.volumes;
+      let warm = (await volumes.exists(home)) ? undefined : this.pool.take(plan);
       if (warm) {
-        await mkdir(path.dirname(home), { recursive: true, mode: 0o711 });
         try {
-          await rename(path.join(warm.dir, "home"), home);
+          await volumes.move(path.join(warm.dir, "home"), home);
         } catch {
           // The home appeared meanwhile (it is never replaced): this start goes cold.
-          const slot = warm;
-          void slot.sandbox.stop(0).then(() => rm(slot.dir, { recursive: true, force: true }));
+          void this.pool.discard(warm);
           warm = undefined;
         }
       }
@@ -276,8 +308,7 @@ export class SessionRuntime implements LiveSessions {
         entry.slotDir = warm.dir;
         warmStart = true;
       } else {
-        await mkdir(home, { recursive: true, mode: 0o700 });
-        await chown(home, this.options.uid, this.options.uid);
+        await volumes.prepare(home, this.options.uid);
         homeReady();
         sandbox = await this.driver.start({
           id: randomBytes(8).toString("hex"),
@@ -370,6 +401,7 @@ export class SessionRuntime implements LiveSessions {
     entry.log.status(`sandbox ended (${how}): ${termination.reason}`);
     if (entry.slotDir) await rm(entry.slotDir, { recursive: true, force: true });
     this.running.delete(keyOf(session));
+    await this.releaseHome(session);
     await this.record(session, termination).catch((err: unknown) =>
       this.options.log.error({ err }, "could not record a session's end"),
     );
@@ -463,12 +495,21 @@ export class SessionRuntime implements LiveSessions {
 
   /** Stops the session and removes its files; the caller deletes the record. */
   async remove(session: Session, reason: TerminationReason, message: string): Promise<void> {
-    await this.stop(session, { reason, message });
-    const log = this.logs.get(keyOf(session));
-    log?.status(`session deleted (${reason}): ${message}`);
-    log?.end();
-    this.logs.delete(keyOf(session));
-    await rm(this.dirOf(session), { recursive: true, force: true });
+    const key = keyOf(session);
+    this.removing.add(key);
+    try {
+      await this.stop(session, { reason, message });
+      const log = this.logs.get(key);
+      log?.status(`session deleted (${reason}): ${message}`);
+      log?.end();
+      this.logs.delete(key);
+      clearTimeout(this.lingering.get(key));
+      this.lingering.delete(key);
+      await this.releaseHome(session);
+      await rm(this.dirOf(session), { recursive: true, force: true });
+    } finally {
+      this.removing.delete(key);
+    }
   }
 
   count(project: string, agentName: string, version?: number): Promise<number> {
@@ -513,6 +554,9 @@ export class SessionRuntime implements LiveSessions {
         this.stop(entry.session, { reason: "service_stopped", message }),
       ),
     ]);
+    for (const timer of this.lingering.values()) clearTimeout(timer);
+    this.lingering.clear();
+    await this.options.volumes.releaseAll();
     await this.driver.dispose();
   }
 
@@ -536,13 +580,6 @@ export class SessionRuntime implements LiveSessions {
       FOUNDRY_AGENT_SESSION_ID: session.id,
     };
   }
-}
-
-async function exists(dir: string): Promise<boolean> {
-  return readdir(dir).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Recreates `from` in `to` with hard links: instant, and the code stays read-only. */

@@ -9,7 +9,6 @@ import type { Sandbox } from "../sandbox/driver.js";
 import type { SessionRuntime } from "./sessionRuntime.js";
 import { SessionHome } from "./sessionFiles.js";
 import type { SessionLog } from "./sessionLog.js";
-import { chown, mkdir } from "node:fs/promises";
 
 export interface SessionLimits {
   /** Running (creating or active) sessions one identity may have in a project. */
@@ -224,16 +223,13 @@ export class SessionService {
       throw notFound(`Session '${id}' has expired and its files`, "agent_session_id");
     const runtime = this.runtime;
     await runtime.touch(session);
-    await runtime.homeReady(session);
-    const dir = runtime.homeOf(session);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await chown(dir, runtime.sandboxUid, runtime.sandboxUid);
+    const dir = await runtime.openHome(session);
     return new SessionHome(dir, runtime.sandboxUid);
   }
 
   /** Bytes an upload may still add to a home, or the error when the quota is used up. */
   async quotaLeft(home: SessionHome, declared: number | undefined): Promise<number> {
-    const left = this.deps.diskQuotaBytes - (await home.usage());
+    const left = (await home.freeBytes()) ?? this.deps.diskQuotaBytes - (await home.usage());
     if (left <= 0 || (declared !== undefined && declared > left)) throw this.quotaError();
     return left;
   }

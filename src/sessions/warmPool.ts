@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { chown, mkdir, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Limits } from "../sandbox/cgroups.js";
 import type { Language, Sandbox, SandboxDriver } from "../sandbox/driver.js";
+import type { HomeVolumes } from "./homeVolume.js";
 
 /** A booted sandbox waiting for an agent: its empty home and code directories are its own. */
 export interface WarmSandbox {
@@ -35,6 +36,8 @@ export class WarmPool {
       uid: number;
       limits: Limits;
       network: "none" | "egress";
+      /** A slot's home is made (its image mounted) before its sandbox boots. */
+      volumes: HomeVolumes;
       log: Logger;
     },
   ) {}
@@ -73,7 +76,7 @@ export class WarmPool {
       this.ready.set(key, slots);
       while (!this.closed && slots.length < this.options.size) {
         const slot = await this.boot(runtime);
-        if (this.closed) await discard(slot);
+        if (this.closed) await this.discard(slot);
         else slots.push(slot);
       }
     } catch (err) {
@@ -87,17 +90,22 @@ export class WarmPool {
     const id = randomBytes(8).toString("hex");
     const dir = path.join(this.options.dir, id);
     await mkdir(path.join(dir, "app"), { recursive: true, mode: 0o755 });
-    await mkdir(path.join(dir, "home"), { mode: 0o700 });
-    await chown(path.join(dir, "home"), this.options.uid, this.options.uid);
-    const sandbox = await this.driver.start({
-      id,
-      ...runtime,
-      homeDir: path.join(dir, "home"),
-      appDir: path.join(dir, "app"),
-      limits: this.options.limits,
-      network: this.options.network,
-      preload: true,
-    });
+    let sandbox: Sandbox;
+    try {
+      await this.options.volumes.prepare(path.join(dir, "home"), this.options.uid);
+      sandbox = await this.driver.start({
+        id,
+        ...runtime,
+        homeDir: path.join(dir, "home"),
+        appDir: path.join(dir, "app"),
+        limits: this.options.limits,
+        network: this.options.network,
+        preload: true,
+      });
+    } catch (err) {
+      await this.removeSlot(dir);
+      throw err;
+    }
     const slot = { sandbox, dir };
     // A warm sandbox that dies (it should not) leaves the pool.
     void sandbox.exited.then(() => {
@@ -105,7 +113,7 @@ export class WarmPool {
       const i = slots?.indexOf(slot) ?? -1;
       if (i >= 0) {
         slots!.splice(i, 1);
-        void rm(dir, { recursive: true, force: true });
+        void this.removeSlot(dir);
       }
     });
     return slot;
@@ -115,11 +123,21 @@ export class WarmPool {
     this.closed = true;
     const slots = [...this.ready.values()].flat();
     this.ready.clear();
-    await Promise.all(slots.map(discard));
+    await Promise.all(slots.map((slot) => this.discard(slot)));
   }
-}
 
-async function discard(slot: WarmSandbox): Promise<void> {
-  await slot.sandbox.stop(0);
-  await rm(slot.dir, { recursive: true, force: true });
+  /** Stops a slot's sandbox and removes its directory (its home unmounted first). */
+  async discard(slot: WarmSandbox): Promise<void> {
+    await slot.sandbox.stop(0);
+    await this.removeSlot(slot.dir);
+  }
+
+  private async removeSlot(dir: string): Promise<void> {
+    try {
+      await this.options.volumes.release(path.join(dir, "home"));
+      await rm(dir, { recursive: true, force: true });
+    } catch (err) {
+      this.options.log.warn({ err, dir }, "could not remove a warm pool slot");
+    }
+  }
 }
