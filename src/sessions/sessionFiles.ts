@@ -113,7 +113,7 @@ export class SessionHome {
   ): Promise<number> {
     if (parts.length === 0)
       throw new AppError("invalid_parameter", "The path names the home directory itself.", "path");
-    const dir = await this.openDir(parts.slice(0, -1), true);
+    const dir = await this.openDir(parts.slice(0, -1), true).catch((err) => this.full(err));
     const name = parts.at(-1)!;
     const temp = `.agenthost-upload-${randomBytes(6).toString("hex")}`;
     let written = 0;
@@ -141,12 +141,6 @@ export class SessionHome {
         await fsync(fd);
       } catch (err) {
         await unlink(viaFd(dir, temp)).catch(() => {});
-        const code = (err as NodeJS.ErrnoException).code;
-        if ((code === "ENOSPC" || code === "EDQUOT") && (await this.freeBytes()) !== undefined)
-          throw new AppError(
-            "session_disk_quota_exceeded",
-            "The session's home is full (its disk or file quota is used up); delete files first.",
-          );
         throw err;
       } finally {
         await close(fd).catch(() => {});
@@ -156,9 +150,22 @@ export class SessionHome {
         throw pathError(err); // e.g. the agent made a directory of that name meanwhile
       });
       return written;
+    } catch (err) {
+      return this.full(err);
     } finally {
       await close(dir).catch(() => {});
     }
+  }
+
+  /** Rethrows `err`, as the quota's answer when it is the home's own filesystem filling up. */
+  private async full(err: unknown): Promise<never> {
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code === "ENOSPC" || code === "EDQUOT") && (await this.freeBytes()) !== undefined)
+      throw new AppError(
+        "session_disk_quota_exceeded",
+        "The session's home is full (its disk or file quota is used up); delete files first.",
+      );
+    throw err;
   }
 
   /** A read stream of the file at `parts` and its size; 400 for a directory. */
