@@ -151,7 +151,7 @@ export class SessionHome {
       });
       return written;
     } catch (err) {
-      return this.full(err);
+      return await this.full(err);
     } finally {
       await close(dir).catch(() => {});
     }
