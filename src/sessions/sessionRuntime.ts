@@ -64,6 +64,8 @@ interface Running {
   homeReady: Promise<void>;
   /** A warm pool directory this sandbox came from, removed with it. */
   slotDir?: string;
+  /** Settles once a warm slot's home has become the session's (rejects if it could not). */
+  homeMoved?: Promise<void>;
 }
 
 const defaultIdleSeconds = 900;
@@ -288,21 +290,20 @@ export class SessionRuntime implements LiveSessions {
     let sandbox: Sandbox;
     try {
       const volumes = this.options.volumes;
-      let warm = (await volumes.exists(home)) ? undefined : this.pool.take(plan);
-      if (warm) {
-        try {
-          await volumes.move(path.join(warm.dir, "home"), home);
-        } catch {
-          // The home appeared meanwhile (it is never replaced): this start goes cold.
-          void this.pool.discard(warm);
-          warm = undefined;
-        }
-      }
+      // A session with a home resumes it (cold); file operations wait for `homeReady` meanwhile.
+      const warm = (await volumes.exists(home)) ? undefined : this.pool.take(plan);
       entry.log.status(
         `starting sandbox (${this.driver.name}${warm ? ", warm" : ""}) for version ${version.version}`,
       );
       if (warm) {
-        homeReady();
+        // The slot's home (its sandbox sees it already) becomes the session's while the agent
+        // launches; the start fails if it cannot.
+        const slotHome = path.join(warm.dir, "home");
+        entry.homeMoved = volumes.move(slotHome, home).then(homeReady, async (err: unknown) => {
+          await volumes.release(slotHome);
+          throw err;
+        });
+        entry.homeMoved.catch(() => {});
         await linkTree(plan.appDir, path.join(warm.dir, "app"));
         sandbox = warm.sandbox;
         entry.slotDir = warm.dir;
@@ -338,6 +339,7 @@ export class SessionRuntime implements LiveSessions {
     });
     const t2 = performance.now();
     try {
+      await entry.homeMoved;
       await waitUntilReady(
         sandbox.socketPath,
         Date.now() + this.options.startTimeoutMs,
@@ -399,6 +401,7 @@ export class SessionRuntime implements LiveSessions {
         };
     }
     entry.log.status(`sandbox ended (${how}): ${termination.reason}`);
+    await entry.homeMoved?.catch(() => {}); // the slot's home is out of its directory first
     if (entry.slotDir) await rm(entry.slotDir, { recursive: true, force: true });
     this.running.delete(keyOf(session));
     await this.releaseHome(session);

@@ -127,7 +127,7 @@ export class WarmPool {
   }
 
   /** Stops a slot's sandbox and removes its directory (its home unmounted first). */
-  async discard(slot: WarmSandbox): Promise<void> {
+  private async discard(slot: WarmSandbox): Promise<void> {
     await slot.sandbox.stop(0);
     await this.removeSlot(slot.dir);
   }
