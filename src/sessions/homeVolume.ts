@@ -56,6 +56,9 @@ const bytesPerInode = 8192;
 export class HomeVolumes {
   private readonly mounted = new Set<string>();
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** A blank image made ahead of time (mkfs off the start path), where one is kept. */
+  private spare?: Promise<string | undefined>;
+  private spareDir?: string;
 
   constructor(
     /** "image": homes are loop-mounted filesystems; "directory": plain directories. */
@@ -77,7 +80,15 @@ export class HomeVolumes {
         { reason: why },
         "session homes are plain directories: AGENTHOST_SESSION_DISK_QUOTA_BYTES is checked on upload only, and an agent can fill the host's disk",
       );
-    return new HomeVolumes(why ? "directory" : "image", options);
+    const volumes = new HomeVolumes(why ? "directory" : "image", options);
+    if (!why) {
+      for (const name of await readdir(scratchDir))
+        if (/^spare-[0-9a-f]+\.img/.test(name))
+          await rm(path.join(scratchDir, name), { force: true });
+      volumes.spareDir = scratchDir;
+      volumes.spare = volumes.makeSpare();
+    }
+    return volumes;
   }
 
   /** A home with files: its image, or (plain directories) the directory. */
@@ -102,7 +113,7 @@ export class HomeVolumes {
           this.options.log.warn({ home }, "a session home without an image is not held to quota");
           return plainHome(home, uid);
         }
-        await this.makeImage(image);
+        await this.blankImage(image);
         fresh = true;
       }
       await mkdir(home, { mode: 0o700 }).catch(ignore("EEXIST"));
@@ -159,9 +170,12 @@ export class HomeVolumes {
     });
   }
 
-  /** Every home still mounted (at shutdown). */
+  /** Every home still mounted (at shutdown); the spare image removed. */
   async releaseAll(): Promise<void> {
     await Promise.all([...this.mounted].map((home) => this.release(home)));
+    const spare = await this.spare?.catch(() => undefined);
+    this.spare = this.spareDir = undefined;
+    if (spare) await rm(spare, { force: true });
   }
 
   /**
@@ -183,26 +197,36 @@ export class HomeVolumes {
     return points.length;
   }
 
-  /** A sparse image with an empty ext4 filesystem, complete or absent (made aside, renamed). */
-  private async makeImage(image: string): Promise<void> {
-    const { quotaBytes, inodes } = this.options;
-    const temp = `${image}.${randomBytes(4).toString("hex")}`;
-    try {
-      const file = await open(temp, "wx", 0o600);
-      await file.truncate(quotaBytes).finally(() => file.close());
-      await run("mkfs.ext4", [
-        ...["-q", "-F", "-m", "0", "-T", "default"],
-        ...["-N", String(Math.max(16, Math.min(inodes, Math.floor(quotaBytes / bytesPerInode))))],
-        // Never resized; a small journal for a big home (it is carved out of the quota).
-        ...["-O", "^resize_inode", ...(quotaBytes >= 512 * 1024 * 1024 ? ["-J", "size=16"] : [])],
-        ...["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"],
-        temp,
-      ]);
-      await rename(temp, image);
-    } catch (err) {
-      await rm(temp, { force: true });
-      throw err;
+  /** A blank image at `image`: the spare (and the next spare started), else made now. */
+  private async blankImage(image: string): Promise<void> {
+    const spare = this.spare;
+    this.spare = this.makeSpare();
+    const file = await spare?.catch(() => undefined);
+    if (file) {
+      try {
+        return await rename(file, image);
+      } catch {
+        await rm(file, { force: true }); // e.g. another filesystem: made in place instead
+      }
     }
+    await this.makeImage(image);
+  }
+
+  private makeSpare(): Promise<string | undefined> | undefined {
+    if (!this.spareDir) return undefined;
+    const file = path.join(this.spareDir, `spare-${randomBytes(6).toString("hex")}.img`);
+    const made = this.makeImage(file).then(
+      () => file,
+      (err: unknown) => {
+        this.options.log.warn({ err }, "could not make a spare home image");
+        return undefined;
+      },
+    );
+    return made;
+  }
+
+  private makeImage(image: string): Promise<void> {
+    return makeImage(image, this.options.quotaBytes, this.options.inodes);
   }
 
   /** Runs `fn` after every earlier operation on `key`. */
@@ -215,6 +239,27 @@ export class HomeVolumes {
       if (this.queues.get(key) === tail) this.queues.delete(key);
     });
     return result;
+  }
+}
+
+/** A sparse image with an empty ext4 filesystem, complete or absent (made aside, renamed). */
+export async function makeImage(image: string, quotaBytes: number, inodes: number): Promise<void> {
+  const temp = `${image}.${randomBytes(4).toString("hex")}`;
+  try {
+    const file = await open(temp, "wx", 0o600);
+    await file.truncate(quotaBytes).finally(() => file.close());
+    await run("mkfs.ext4", [
+      ...["-q", "-F", "-m", "0", "-T", "default"],
+      ...["-N", String(Math.max(16, Math.min(inodes, Math.floor(quotaBytes / bytesPerInode))))],
+      // Never resized; a small journal for a big home (it is carved out of the quota).
+      ...["-O", "^resize_inode", ...(quotaBytes >= 512 * 1024 * 1024 ? ["-J", "size=16"] : [])],
+      ...["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"],
+      temp,
+    ]);
+    await rename(temp, image);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
   }
 }
 
