@@ -339,12 +339,14 @@ export class SessionRuntime implements LiveSessions {
     });
     const t2 = performance.now();
     try {
-      await entry.homeMoved;
-      await waitUntilReady(
+      const ready = waitUntilReady(
         sandbox.socketPath,
         Date.now() + this.options.startTimeoutMs,
         sandbox.exited,
       );
+      ready.catch(() => {}); // observed below, unless the home's move fails first
+      await entry.homeMoved;
+      await ready;
     } catch (err) {
       entry.stopping ??= { reason: "start_failed", message: (err as Error).message };
       await sandbox.stop(0);
