@@ -117,7 +117,10 @@ export class HomeVolumes {
         fresh = true;
       }
       await mkdir(home, { mode: 0o700 }).catch(ignore("EEXIST"));
-      await run("mount", ["-o", mountOptions, image, home]);
+      await run("mount", ["-o", mountOptions, image, home]).catch(async (err: unknown) => {
+        await rmdir(home).catch(() => {});
+        throw err;
+      });
       this.mounted.add(home);
       if (fresh) await rmdir(path.join(home, "lost+found")).catch(() => {});
       await chown(home, uid, uid);
@@ -138,17 +141,19 @@ export class HomeVolumes {
         await link(imageOf(from), imageOf(to));
         try {
           await mkdir(to, { mode: 0o700 });
+          try {
+            await run("mount", ["--move", from, to]);
+          } catch {
+            // A shared parent mount refuses --move: a bind of the same filesystem, then the
+            // old mount let go.
+            await run("mount", ["--bind", from, to]);
+            await umount(from);
+          }
         } catch (err) {
+          // Nothing of the session's is left: its home must not mount this image a second time.
+          await rmdir(to).catch(() => {});
           await unlink(imageOf(to)).catch(() => {});
           throw err;
-        }
-        try {
-          await run("mount", ["--move", from, to]);
-        } catch {
-          // A shared parent mount refuses --move: a bind of the same filesystem, then the old
-          // mount let go.
-          await run("mount", ["--bind", from, to]);
-          await umount(from);
         }
         this.mounted.delete(from);
         this.mounted.add(to);
