@@ -1,9 +1,19 @@
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync, statSync, statfsSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  statfsSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AIProjectClient, VersionRefIndicator } from "@azure/ai-projects";
+import { pino } from "pino";
+import { HomeVolumes, mountPoints } from "../../src/sessions/homeVolume.js";
 import { deployFixture } from "../helpers/agents.js";
 import {
   expectRestError as refused,
@@ -11,6 +21,7 @@ import {
   removeDir,
   sdk,
   startServer,
+  tempDir,
   type TestServer,
 } from "../helpers/server.js";
 
@@ -19,6 +30,7 @@ import {
  * image the size of the quota): the disk-filler agent writes and creates files past it and
  * gets ENOSPC at the quota while the host's free space stays put; the files survive idle,
  * resume and restarts; a delete leaves no image, mount or loop device; neither does a kill -9.
+ * Then HomeVolumes directly: a home from before images stays a plain directory.
  */
 
 const mib = 1024 * 1024;
@@ -223,5 +235,48 @@ describe("without loop mounts", () => {
       await plain.stop();
       removeDir(plain.dataDir);
     }
+  });
+});
+
+describe("home volumes", () => {
+  const log = pino({ level: "silent" });
+
+  it("keeps a home made before images existed as it is, files and all", async () => {
+    const dir = tempDir("agenthost-legacy-home-");
+    try {
+      const volumes = await HomeVolumes.open(dir, {
+        images: true,
+        quotaBytes: 4 * mib,
+        inodes: 64,
+        log,
+      });
+      assert.equal(volumes.kind, "image");
+      const home = path.join(dir, "s", "home");
+      mkdirSync(home, { recursive: true });
+      writeFileSync(path.join(home, "old.txt"), "kept");
+      await volumes.prepare(home, 65534);
+      assert.equal(readFileSync(path.join(home, "old.txt"), "utf8"), "kept");
+      assert.equal(existsSync(path.join(dir, "s", "home.img")), false);
+
+      // A new home next to it is an image, and the mount goes with release.
+      const fresh = path.join(dir, "t", "home");
+      await volumes.prepare(fresh, 65534);
+      assert.notEqual(statSync(fresh).dev, statSync(dir).dev, "its own filesystem");
+      assert.deepEqual(readdirSync(fresh), [], "empty (no lost+found)");
+      assert.equal(statSync(fresh).uid, 65534);
+      await volumes.releaseAll();
+      assert.equal(existsSync(fresh), false);
+      assert.ok(existsSync(path.join(dir, "t", "home.img")));
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  it("reads mount points from mountinfo, escapes undone", () => {
+    const line = (point: string) => `36 35 98:0 / ${point} rw,noatime master:1 - ext3 /dev/root rw`;
+    assert.deepEqual(mountPoints(`${line("/data/a\\040b/home")}\n${line("/mnt")}\n`), [
+      "/data/a b/home",
+      "/mnt",
+    ]);
   });
 });
