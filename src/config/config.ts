@@ -65,7 +65,7 @@ const configSchema = z.object({
     .int()
     .min(4096)
     .default(10 * 1024 * 1024),
-  /** Size of one session's home: its own filesystem (see docs/sessions.md), so enforced for the agent too. */
+  /** Size of one session's home, its own filesystem: the kernel holds the agent to it too. */
   sessionDiskQuotaBytes: z.coerce
     .number()
     .int()
