@@ -2,6 +2,7 @@ import { cpus, totalmem } from "node:os";
 import { agentsHttpBench } from "./agentsHttp.js";
 import { codeUploadBench } from "./codeUpload.js";
 import { logFloodBench } from "./logFlood.js";
+import { homeVolumeBench } from "./homeVolume.js";
 import { pagingDeepBench } from "./pagingDeep.js";
 import { renderSection, type Section } from "./report.js";
 import { sessionFilesBench } from "./sessionFiles.js";
@@ -18,6 +19,7 @@ const benches: { name: string; run: () => Promise<Section | Section[]> }[] = [
   { name: "paging-deep", run: pagingDeepBench },
   { name: "code-upload", run: codeUploadBench },
   { name: "session-start", run: sessionStartBench },
+  { name: "home-volume", run: homeVolumeBench },
   { name: "session-files", run: sessionFilesBench },
   { name: "log-flood", run: logFloodBench },
 ];

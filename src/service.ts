@@ -27,6 +27,7 @@ import { ProcessDriver } from "./sandbox/processDriver.js";
 import { HostLayout } from "./sandbox/sandboxProcess.js";
 import { checkUidRange, parseUidRange } from "./sandbox/uidPool.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
+import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
 
 /** The composition root: picks the implementations and wires them together. */
@@ -81,6 +82,12 @@ async function openSandboxes(
       { descriptors: host.closedDescriptors },
       "closed descriptors inherited from the parent process (sandboxes would have inherited them)",
     );
+  const volumes = await HomeVolumes.open(path.join(config.dataDir, "sandbox"), {
+    images: config.sandboxDriver === "bwrap",
+    quotaBytes: config.sessionDiskQuotaBytes,
+    inodes: config.sessionInodeQuota,
+    log,
+  });
   const driver =
     config.sandboxDriver === "bwrap"
       ? new BwrapDriver(host, cgroups)
@@ -114,6 +121,7 @@ async function openSandboxes(
         sessionBytesPerSecond: config.sessionLogRateBytes,
       },
       projectEndpoint,
+      volumes,
       log,
     },
   );

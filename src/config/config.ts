@@ -128,12 +128,14 @@ const configSchema = z.object({
     .int()
     .min(4096)
     .default(1024 * 1024),
-  /** Bytes of files one session's home may hold, checked on every upload. */
+  /** Size of one session's home, its own filesystem: the kernel holds the agent to it too. */
   sessionDiskQuotaBytes: z.coerce
     .number()
     .int()
-    .min(1024)
+    .min(1024 * 1024)
     .default(1024 * 1024 * 1024),
+  /** Files, directories and links one session's home may hold. */
+  sessionInodeQuota: z.coerce.number().int().min(16).default(100_000),
   /** A log stream with nothing to say sends a status line this often. */
   logKeepAliveSeconds: z.coerce.number().min(0.1).default(60),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -201,6 +203,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["logMemoryBytes", env.AGENTHOST_LOG_MEMORY_BYTES],
     ["sessionLogRateBytes", env.AGENTHOST_SESSION_LOG_RATE_BYTES],
     ["sessionDiskQuotaBytes", env.AGENTHOST_SESSION_DISK_QUOTA_BYTES],
+    ["sessionInodeQuota", env.AGENTHOST_SESSION_INODE_QUOTA],
     ["logKeepAliveSeconds", env.AGENTHOST_LOG_KEEPALIVE_SECONDS],
     ["logLevel", env.AGENTHOST_LOG_LEVEL],
   ];

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants, createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { lstat, readdir, rename, rmdir, stat, statfs, unlink } from "node:fs/promises";
+import { lchown, lstat, mkdir, readdir, rename, rmdir, stat, statfs, unlink } from "node:fs/promises";
 import path from "node:path";
 import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -109,13 +109,13 @@ export class SessionHome {
   ): Promise<number> {
     if (parts.length === 0)
       throw new AppError("invalid_parameter", "The path names the home directory itself.", "path");
-    const top = await this.openDir([]);
+    const top = await this.openDir([]).catch((err) => this.full(err));
     let dir: number;
     try {
       dir = await this.openDir(parts.slice(0, -1), true);
     } catch (err) {
       await close(top).catch(() => {});
-      throw err;
+      return await this.full(err);
     }
     const name = parts.at(-1)!;
     const temp = `${uploadTempPrefix}${randomBytes(6).toString("hex")}`;
@@ -162,10 +162,23 @@ export class SessionHome {
       if (this.ledger.bytes !== undefined)
         this.ledger.bytes += written - (existing?.isFile() ? existing.size : 0);
       return written;
+    } catch (err) {
+      return await this.full(err);
     } finally {
       await close(dir).catch(() => {});
       await close(top).catch(() => {});
     }
+  }
+
+  /** Rethrows `err`, as the quota's answer when it is the home's own filesystem filling up. */
+  private async full(err: unknown): Promise<never> {
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code === "ENOSPC" || code === "EDQUOT") && (await this.freeBytes()) !== undefined)
+      throw new AppError(
+        "session_disk_quota_exceeded",
+        "The session's home is full (its disk or file quota is used up); delete files first.",
+      );
+    throw err;
   }
 
   /** A read stream of the file at `parts` and its size; 400 for a directory. */
@@ -296,6 +309,17 @@ export class SessionHome {
     } finally {
       await close(top).catch(() => {});
     }
+  }
+
+  /**
+   * Bytes still free in the home when it is a filesystem of its own (its quota, enforced by
+   * the kernel: see homeVolume.ts), from one statfs; undefined for a plain directory.
+   */
+  async freeBytes(): Promise<number | undefined> {
+    const [home, parent] = await Promise.all([lstat(this.root), lstat(path.dirname(this.root))]);
+    if (home.dev === parent.dev) return undefined;
+    const s = await statfs(this.root);
+    return s.bavail * s.bsize;
   }
 
   /**

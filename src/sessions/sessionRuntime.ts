@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chown, lstat, mkdir, readFile, readdir, rename, rm } from "node:fs/promises";
+import { chown, lstat, mkdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { RunPlan } from "../build/codeRuntime.js";
@@ -11,6 +11,7 @@ import type {
   TerminationReason,
   Version,
 } from "../domain/model.js";
+import { notFound } from "../domain/errors.js";
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
 import { isDiskFull } from "../domain/errors.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
@@ -18,6 +19,7 @@ import { chownTree, UidPool, type UidRange } from "../sandbox/uidPool.js";
 import { linkTree, removeTree } from "../trees/agentTree.js";
 import { waitUntilReady } from "./agentSocket.js";
 import { AppError } from "../domain/errors.js";
+import type { HomeVolumes } from "./homeVolume.js";
 import { SessionHome, type HomeLedger } from "./sessionFiles.js";
 import { LogBudget, SessionLog, type LogLimits } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
@@ -45,6 +47,8 @@ export interface SessionRuntimeOptions {
   logLimits?: LogLimits;
   /** The project endpoint an agent is told about (FOUNDRY_PROJECT_ENDPOINT). */
   projectEndpoint: (project: string) => string;
+  /** How homes are held to their quota (their own filesystems, or plain directories). */
+  volumes: HomeVolumes;
   log: Logger;
 }
 
@@ -72,9 +76,13 @@ interface Running {
   slotDir?: string;
   /** The sandbox's host uid, reserved until it ends. */
   uid?: number;
+  /** Settles once a warm slot's home has become the session's (rejects if it could not). */
+  homeMoved?: Promise<void>;
 }
 
 const defaultIdleSeconds = 900;
+/** A home mounted for a file operation of a stopped session stays mounted this long. */
+const homeLingerMs = 30_000;
 /** How the status reads after each way a sandbox ends. */
 const statusAfter: Record<TerminationReason, SessionStatus> = {
   user_stop: "idle",
@@ -102,6 +110,8 @@ export class SessionRuntime implements LiveSessions {
   private readonly logBudget: LogBudget;
   private readonly pool: WarmPool;
   private readonly uids: UidPool;
+  /** Homes of stopped sessions mounted for file operations, released by these timers. */
+  private readonly lingering = new Map<string, NodeJS.Timeout>();
   private sweeper?: NodeJS.Timeout;
   private closing = false;
   /** Sessions whose files are being deleted: no file operation may recreate their home. */
@@ -126,6 +136,7 @@ export class SessionRuntime implements LiveSessions {
       uids: this.uids,
       limits: { cpu: 1, memoryBytes: 512 * 1024 * 1024, pids: options.pidsLimit },
       network: options.network,
+      volumes: options.volumes,
       log: options.log,
     });
   }
@@ -155,6 +166,12 @@ export class SessionRuntime implements LiveSessions {
    * on their next use. Then the pool fills and the expiry sweeper starts.
    */
   async open(runtimes: { language: "python" | "node"; interpreter: string }[]): Promise<void> {
+    // Homes a crashed run left mounted are let go first: nothing is deleted through a mount.
+    const mounts = await this.options.volumes.sweep([
+      this.options.sessionsDir,
+      this.options.poolDir,
+    ]);
+    if (mounts > 0) this.options.log.warn({ mounts }, "unmounted homes left by an earlier run");
     // Whatever an earlier run's sandboxes left in their slots never keeps the service down.
     await removeTree(this.options.poolDir).catch((err: unknown) =>
       this.options.log.error({ err }, "could not remove the old warm pool directory"),
@@ -244,9 +261,34 @@ export class SessionRuntime implements LiveSessions {
     return new SessionHome(this.homeOf(s), uid, ledger);
   }
 
-  /** Resolves once a starting session's home exists (at once when it is not starting). */
-  homeReady(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
-    return this.running.get(keyOf(s))?.homeReady ?? Promise.resolve();
+  /**
+   * The session's home for a file operation, in place (mounted) once a starting session has
+   * it; a stopped session's home is mounted for a while after its last file operation.
+   */
+  async openHome(s: Pick<Session, "project" | "agentName" | "id">): Promise<string> {
+    const key = keyOf(s);
+    await this.running.get(key)?.homeReady;
+    if (this.removing.has(key)) throw notFound(`Session '${s.id}'`, "agent_session_id");
+    const home = this.homeOf(s);
+    clearTimeout(this.lingering.get(key));
+    await this.options.volumes.prepare(home, this.uids.pick());
+    const timer = setTimeout(() => {
+      this.lingering.delete(key);
+      if (!this.running.has(key)) void this.releaseHome(s);
+    }, homeLingerMs);
+    timer.unref();
+    this.lingering.set(key, timer);
+    return home;
+  }
+
+  /** Unmounts a home nothing uses: no sandbox, no recent file operation. */
+  private async releaseHome(s: Pick<Session, "project" | "agentName" | "id">): Promise<void> {
+    if (this.running.has(keyOf(s)) || this.lingering.has(keyOf(s))) return;
+    await this.options.volumes
+      .release(this.homeOf(s))
+      .catch((err: unknown) =>
+        this.options.log.error({ err, session: s.id }, "could not unmount a session's home"),
+      );
   }
 
   /** Starts the sandbox of a new (or resumed) session; readiness is awaited by `use`. */
@@ -302,6 +344,7 @@ export class SessionRuntime implements LiveSessions {
         this.options.log.error({ err, session: session.id }, "could not record a failed start"),
       );
       this.running.delete(key);
+      await this.releaseHome(session);
       finish();
       throw new Error(message);
     };
@@ -313,7 +356,6 @@ export class SessionRuntime implements LiveSessions {
       for (const line of build.split("\n").filter(Boolean)) entry.log.status(`build: ${line}`);
     }
     const home = this.homeOf(session);
-    await this.sweepHome(session, await this.homeUid(session));
     this.ledgers.delete(key); // the agent is about to write: the next upload counts again
     const t0 = performance.now();
     let warmStart = false;
@@ -321,7 +363,9 @@ export class SessionRuntime implements LiveSessions {
     /** A uid this start reserved (a warm sandbox brings its own). */
     let coldUid: number | undefined;
     try {
-      let warm = (await exists(home)) ? undefined : this.pool.take(plan);
+      const volumes = this.options.volumes;
+      // A session with a home resumes it (cold); file operations wait for `homeReady` meanwhile.
+      let warm = (await volumes.exists(home)) ? undefined : this.pool.take(plan);
       if (warm) {
         try {
           await linkTree(plan.appDir, path.join(warm.dir, "app"));
@@ -332,34 +376,31 @@ export class SessionRuntime implements LiveSessions {
           warm = undefined;
         }
       }
-      if (warm) {
-        await mkdir(path.dirname(home), { recursive: true, mode: 0o711 });
-        try {
-          await rename(path.join(warm.dir, "home"), home);
-        } catch {
-          // The home appeared meanwhile (it is never replaced): this start goes cold.
-          void this.pool.discard(warm);
-          warm = undefined;
-        }
-      }
       entry.log.status(
         `starting sandbox (${this.driver.name}${warm ? ", warm" : ""}) for version ${version.version}`,
       );
       if (warm) {
         entry.uid = warm.uid;
-        homeReady();
+        // The slot's home (its sandbox sees it already) becomes the session's while the agent
+        // launches; the start fails if it cannot.
+        const slotHome = path.join(warm.dir, "home");
+        entry.homeMoved = volumes.move(slotHome, home).then(homeReady, async (err: unknown) => {
+          await volumes.release(slotHome);
+          throw err;
+        });
+        entry.homeMoved.catch(() => {});
         sandbox = warm.sandbox;
         entry.slotDir = warm.dir;
         warmStart = true;
       } else {
         // The sandbox keeps the uid its home belongs to, unless a running one has it: then the
         // home (its sandbox is not running) is given to a new uid.
-        const owner = await lstat(home).catch(() => undefined);
-        const uid = this.uids.take(owner?.uid);
+        await volumes.prepare(home, this.uids.pick());
+        const owner = await lstat(home);
+        const uid = this.uids.take(owner.uid);
         coldUid = entry.uid = uid;
-        await mkdir(home, { recursive: true, mode: 0o700 });
-        if (!owner) await chown(home, uid, uid);
-        else if (owner.uid !== uid) await chownTree(home, uid);
+        if (owner.uid !== uid) await chownTree(home, uid);
+        await this.sweepHome(session, uid);
         homeReady();
         sandbox = await this.driver.start({
           id: randomBytes(8).toString("hex"),
@@ -401,11 +442,14 @@ export class SessionRuntime implements LiveSessions {
     });
     const t2 = performance.now();
     try {
-      await waitUntilReady(
+      const ready = waitUntilReady(
         sandbox.socketPath,
         Date.now() + this.options.startTimeoutMs,
         sandbox.exited,
       );
+      ready.catch(() => {}); // observed below, unless the home's move fails first
+      await entry.homeMoved;
+      await ready;
     } catch (err) {
       entry.stopping ??= { reason: "start_failed", message: (err as Error).message };
       await sandbox.stop(0);
@@ -462,6 +506,7 @@ export class SessionRuntime implements LiveSessions {
         };
     }
     entry.log.status(`sandbox ended (${how}): ${termination.reason}`);
+    await entry.homeMoved?.catch(() => {}); // the slot's home is out of its directory first
     try {
       if (entry.slotDir) await removeTree(entry.slotDir);
     } catch (err) {
@@ -474,6 +519,7 @@ export class SessionRuntime implements LiveSessions {
     }
     if (entry.uid !== undefined) this.uids.release(entry.uid);
     this.running.delete(keyOf(session));
+    await this.releaseHome(session);
     await this.record(session, termination).catch((err: unknown) =>
       this.options.log.error({ err, session: session.id }, "could not record a session's end"),
     );
@@ -579,15 +625,19 @@ export class SessionRuntime implements LiveSessions {
 
   /** Stops the session and removes its files; the caller deletes the record. */
   async remove(session: Session, reason: TerminationReason, message: string): Promise<void> {
+    const key = keyOf(session);
+    this.removing.add(key);
     await this.stop(session, { reason, message });
-    const log = this.logs.get(keyOf(session));
+    const log = this.logs.get(key);
     log?.status(`session deleted (${reason}): ${message}`);
     log?.end();
     await log?.settled(); // no write of it may land after the delete
-    this.logs.delete(keyOf(session));
-    this.removing.add(keyOf(session));
-    this.swept.delete(keyOf(session));
-    this.ledgers.delete(keyOf(session));
+    this.logs.delete(key);
+    this.swept.delete(key);
+    this.ledgers.delete(key);
+    clearTimeout(this.lingering.get(key));
+    this.lingering.delete(key);
+    await this.releaseHome(session);
     try {
       await removeTree(this.dirOf(session));
     } catch (err) {
@@ -663,6 +713,9 @@ export class SessionRuntime implements LiveSessions {
       ),
     ]);
     await Promise.all([...this.logs.values()].map((log) => log.settled()));
+    for (const timer of this.lingering.values()) clearTimeout(timer);
+    this.lingering.clear();
+    await this.options.volumes.releaseAll();
     await this.driver.dispose();
   }
 
@@ -686,11 +739,4 @@ export class SessionRuntime implements LiveSessions {
       FOUNDRY_AGENT_SESSION_ID: session.id,
     };
   }
-}
-
-async function exists(dir: string): Promise<boolean> {
-  return readdir(dir).then(
-    () => true,
-    () => false,
-  );
 }

@@ -9,7 +9,6 @@ import type { Sandbox } from "../sandbox/driver.js";
 import type { SessionRuntime } from "./sessionRuntime.js";
 import type { SessionHome } from "./sessionFiles.js";
 import type { SessionLog } from "./sessionLog.js";
-import { chown, mkdir } from "node:fs/promises";
 
 export interface SessionLimits {
   /** Running (creating or active) sessions one identity may have in a project. */
@@ -227,18 +226,16 @@ export class SessionService {
     const gone = () => notFound(`Session '${id}' of agent '${agentName}'`, "agent_session_id");
     if (!runtime.hasHome(session)) throw gone();
     await runtime.touch(session);
-    await runtime.homeReady(session);
     if (!runtime.hasHome(session)) throw gone();
-    const dir = runtime.homeOf(session);
-    const uid = await runtime.homeUid(session);
+    let dir: string;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await chown(dir, uid, uid);
+      dir = await runtime.openHome(session);
     } catch (err) {
       // Deleted meanwhile (the session with it).
       if ((err as NodeJS.ErrnoException).code === "ENOENT") throw gone();
       throw err;
     }
+    const uid = await runtime.homeUid(session);
     await runtime.sweepHome(session, uid);
     return runtime.filesOf(session, uid);
   }
@@ -263,7 +260,7 @@ export class SessionService {
 
   /** Bytes an upload may still add to a home, or the error when the quota is used up. */
   async quotaLeft(home: SessionHome, declared: number | undefined): Promise<number> {
-    const left = this.deps.diskQuotaBytes - (await home.usage());
+    const left = (await home.freeBytes()) ?? this.deps.diskQuotaBytes - (await home.usage());
     if (left <= 0 || (declared !== undefined && declared > left)) throw this.quotaError();
     return left;
   }

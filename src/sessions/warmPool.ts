@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { chown, mkdir } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Limits } from "../sandbox/cgroups.js";
 import type { Language, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import type { UidPool } from "../sandbox/uidPool.js";
 import { removeTree } from "../trees/agentTree.js";
+import type { HomeVolumes } from "./homeVolume.js";
 
 /** A booted sandbox waiting for an agent: its empty home and code directories are its own. */
 export interface WarmSandbox {
@@ -39,6 +40,8 @@ export class WarmPool {
       uids: UidPool;
       limits: Limits;
       network: "none" | "egress";
+      /** A slot's home is made (its image mounted) before its sandbox boots. */
+      volumes: HomeVolumes;
       log: Logger;
     },
   ) {}
@@ -91,11 +94,10 @@ export class WarmPool {
     const id = randomBytes(8).toString("hex");
     const dir = path.join(this.options.dir, id);
     await mkdir(path.join(dir, "app"), { recursive: true, mode: 0o755 });
-    await mkdir(path.join(dir, "home"), { mode: 0o700 });
     const uid = this.options.uids.take();
     let sandbox: Sandbox;
     try {
-      await chown(path.join(dir, "home"), uid, uid);
+      await this.options.volumes.prepare(path.join(dir, "home"), uid);
       sandbox = await this.driver.start({
         id,
         ...runtime,
@@ -108,6 +110,7 @@ export class WarmPool {
       });
     } catch (err) {
       this.options.uids.release(uid);
+      await this.removeSlot(dir);
       throw err;
     }
     const slot = { sandbox, dir, uid };
@@ -118,9 +121,7 @@ export class WarmPool {
       if (i >= 0) {
         slots!.splice(i, 1);
         this.options.uids.release(uid);
-        void removeTree(dir).catch((err: unknown) =>
-          this.options.log.error({ err, slot: id }, "could not remove a warm pool slot"),
-        );
+        void this.removeSlot(dir);
       }
     };
     void sandbox.exited.then(leave, (err: unknown) => {
@@ -142,12 +143,22 @@ export class WarmPool {
     try {
       await slot.sandbox.stop(0);
       this.options.uids.release(slot.uid);
-      await removeTree(slot.dir);
     } catch (err) {
       this.options.log.error(
         { err, slot: path.basename(slot.dir) },
-        "could not discard a warm pool slot",
+        "could not stop a warm pool slot",
       );
+    }
+    await this.removeSlot(slot.dir);
+  }
+
+  /** Removes a slot's directory, its home unmounted first; never fails (a failure is logged). */
+  private async removeSlot(dir: string): Promise<void> {
+    try {
+      await this.options.volumes.release(path.join(dir, "home"));
+      await removeTree(dir);
+    } catch (err) {
+      this.options.log.error({ err, dir }, "could not remove a warm pool slot");
     }
   }
 }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -101,7 +101,21 @@ export async function startServer(
 }
 
 export function removeDir(dir: string) {
+  unmountBelow(dir);
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Unmounts what a killed service left mounted below `dir` (session homes are loop-mounted
+ * images), so that nothing is deleted through a mount and no loop device stays attached.
+ */
+export function unmountBelow(dir: string) {
+  const points = readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4] ?? "")
+    .filter((p) => p.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of points) spawnSync("umount", ["-l", point]);
 }
 
 /** The unmodified official client, trusting the server's generated CA. */
