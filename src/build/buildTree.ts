@@ -1,76 +1,11 @@
-import { constants, type Stats } from "node:fs";
-import { chmod, lchown, lstat, open, readdir, type FileHandle } from "node:fs/promises";
-
-const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = constants;
+import { visitTree } from "../trees/agentTree.js";
 
 /** Deeper trees are refused: no dependency install nests this far. */
 export const maxTreeDepth = 256;
 
-const viaFd = (fd: number, name?: string) =>
-  name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`;
-
-/** One entry of a walk: change its owner or mode without following a link. */
-interface Entry {
-  st: Stats;
-  chown(uid: number, gid: number): Promise<void>;
-  chmod(mode: number): Promise<void>;
-}
-
-const dirEntry = async (dir: FileHandle): Promise<Entry> => ({
-  st: await dir.stat(),
-  chown: (uid, gid) => dir.chown(uid, gid),
-  chmod: (mode) => dir.chmod(mode),
-});
-
-/**
- * Visits `root` and every entry under it without following a symlink: each directory is
- * opened with O_NOFOLLOW relative to its parent's descriptor, so neither a link nor the
- * length of a path can take the walk anywhere else; directories are changed through their
- * descriptor, other entries through their parent's. Throws past `maxTreeDepth` levels.
- */
-async function walkTree(root: string, visit: (entry: Entry) => Promise<void>): Promise<void> {
-  const top = await open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  const walkDir = async (dir: FileHandle, depth: number): Promise<void> => {
-    if (depth > maxTreeDepth)
-      throw new Error(`the build tree is more than ${maxTreeDepth} directories deep`);
-    for (const name of await readdir(viaFd(dir.fd))) {
-      const where = viaFd(dir.fd, name);
-      let st: Stats;
-      try {
-        st = await lstat(where);
-      } catch {
-        continue; // gone meanwhile
-      }
-      if (st.isDirectory()) {
-        let child: FileHandle;
-        try {
-          child = await open(where, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-        } catch {
-          continue; // replaced meanwhile by something that is not a directory
-        }
-        try {
-          await visit(await dirEntry(child));
-          await walkDir(child, depth + 1);
-        } finally {
-          await child.close();
-        }
-      } else {
-        await visit({
-          st,
-          chown: (uid, gid) => lchown(where, uid, gid),
-          // Only ever called for what lstat saw as not a link, with no writer left.
-          chmod: (mode) => chmod(where, mode),
-        });
-      }
-    }
-  };
-  try {
-    await visit(await dirEntry(top));
-    await walkDir(top, 1);
-  } finally {
-    await top.close();
-  }
-}
+/** Walks the build tree as `visitTree` does (never through a link), refusing it past `maxTreeDepth`. */
+const walkTree: typeof visitTree = (root, visit) =>
+  visitTree(root, visit, { maxDepth: maxTreeDepth });
 
 /** Gives the tree (and `root`) to `uid`: what a dependency install may write. */
 export async function handOver(root: string, uid: number): Promise<void> {

@@ -1,11 +1,4 @@
-import fs, { constants, readFileSync } from "node:fs";
-import { lchown, readdir } from "node:fs/promises";
-import { promisify } from "node:util";
-
-const openFd = promisify(fs.open);
-const close = promisify(fs.close);
-const fchown = promisify(fs.fchown);
-const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
+import { readFileSync } from "node:fs";
 
 export interface UidRange {
   first: number;
@@ -89,46 +82,5 @@ export class UidPool {
 
   release(uid: number): void {
     this.used.delete(uid);
-  }
-}
-
-/**
- * Gives a directory tree (a home whose sandbox is not running) to `uid`, never following a
- * link: each directory is opened from its parent's descriptor with O_NOFOLLOW, anything else
- * is lchown'ed. One descriptor is open at a time (the walk climbs back through ".."), so no
- * depth or path length stops it.
- */
-export async function chownTree(root: string, uid: number): Promise<void> {
-  const at = (fd: number, name: string) => `/proc/self/fd/${fd}/${name}`;
-  const openDir = (file: string) => openFd(file, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK);
-  let fd = await openDir(root);
-  try {
-    await fchown(fd, uid, uid);
-    const pending: string[][] = [await readdir(`/proc/self/fd/${fd}`)];
-    while (pending.length > 0) {
-      const name = pending.at(-1)!.pop();
-      if (name === undefined) {
-        pending.pop();
-        if (pending.length === 0) break;
-        const up = await openDir(at(fd, ".."));
-        await close(fd);
-        fd = up;
-        continue;
-      }
-      const child = await openDir(at(fd, name)).catch(() => undefined);
-      if (child === undefined) {
-        // Not a directory (a file, a link, a socket): its own owner changes, nothing it names.
-        await lchown(at(fd, name), uid, uid).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== "ENOENT") throw err;
-        });
-        continue;
-      }
-      await close(fd);
-      fd = child;
-      await fchown(fd, uid, uid);
-      pending.push(await readdir(`/proc/self/fd/${fd}`));
-    }
-  } finally {
-    await close(fd).catch(() => {});
   }
 }

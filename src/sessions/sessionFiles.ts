@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants, createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { lchown, lstat, mkdir, readdir, rename, rmdir, stat, statfs, unlink } from "node:fs/promises";
+import { lstat, readdir, rename, rmdir, stat, statfs, unlink } from "node:fs/promises";
 import path from "node:path";
 import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";

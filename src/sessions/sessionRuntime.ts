@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chown, lstat, mkdir, readFile, rm } from "node:fs/promises";
+import { lstat, mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { RunPlan } from "../build/codeRuntime.js";
@@ -15,8 +15,8 @@ import { notFound } from "../domain/errors.js";
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
 import { isDiskFull } from "../domain/errors.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
-import { chownTree, UidPool, type UidRange } from "../sandbox/uidPool.js";
-import { linkTree, removeTree } from "../trees/agentTree.js";
+import { UidPool, type UidRange } from "../sandbox/uidPool.js";
+import { linkTree, removeTree, visitTree } from "../trees/agentTree.js";
 import { waitUntilReady } from "./agentSocket.js";
 import { AppError } from "../domain/errors.js";
 import type { HomeVolumes } from "./homeVolume.js";
@@ -399,7 +399,7 @@ export class SessionRuntime implements LiveSessions {
         const owner = await lstat(home);
         const uid = this.uids.take(owner.uid);
         coldUid = entry.uid = uid;
-        if (owner.uid !== uid) await chownTree(home, uid);
+        if (owner.uid !== uid) await visitTree(home, (e) => e.chown(uid, uid));
         await this.sweepHome(session, uid);
         homeReady();
         sandbox = await this.driver.start({

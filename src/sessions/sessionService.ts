@@ -227,9 +227,8 @@ export class SessionService {
     if (!runtime.hasHome(session)) throw gone();
     await runtime.touch(session);
     if (!runtime.hasHome(session)) throw gone();
-    let dir: string;
     try {
-      dir = await runtime.openHome(session);
+      await runtime.openHome(session);
     } catch (err) {
       // Deleted meanwhile (the session with it).
       if ((err as NodeJS.ErrnoException).code === "ENOENT") throw gone();
