@@ -1,15 +1,8 @@
 import { visitTree } from "../trees/agentTree.js";
 
-/** Deeper trees are refused: no dependency install nests this far. */
-export const maxTreeDepth = 256;
-
-/** Walks the build tree as `visitTree` does (never through a link), refusing it past `maxTreeDepth`. */
-const walkTree: typeof visitTree = (root, visit) =>
-  visitTree(root, visit, { maxDepth: maxTreeDepth });
-
 /** Gives the tree (and `root`) to `uid`: what a dependency install may write. */
 export async function handOver(root: string, uid: number): Promise<void> {
-  await walkTree(root, (e) => e.chown(uid, uid));
+  await visitTree(root, (e) => e.chown(uid, uid));
 }
 
 /**
@@ -20,7 +13,7 @@ export async function handOver(root: string, uid: number): Promise<void> {
  */
 export async function seal(root: string, gid: number): Promise<void> {
   const root0 = process.getuid?.() === 0;
-  await walkTree(root, async (e) => {
+  await visitTree(root, async (e) => {
     if (root0) await e.chown(0, gid);
     if (e.st.isSymbolicLink()) return; // a link has no mode of its own
     await e.chmod(e.st.isDirectory() || (e.st.mode & 0o111) !== 0 ? 0o750 : 0o640);
@@ -33,7 +26,7 @@ export async function seal(root: string, gid: number): Promise<void> {
  */
 export async function treeUsage(root: string): Promise<number> {
   let bytes = 0;
-  await walkTree(root, async ({ st }) => {
+  await visitTree(root, async ({ st }) => {
     bytes += Math.max(st.blocks * 512, 4096);
   });
   return bytes;

@@ -170,10 +170,13 @@ export class SessionHome {
     }
   }
 
-  /** Rethrows `err`, as the quota's answer when it is the home's own filesystem filling up. */
+  /**
+   * Rethrows `err`, as the quota's answer when it is the home's own filesystem that is full
+   * (bytes or inodes); a full host disk under a home with room left stays what it is (507).
+   */
   private async full(err: unknown): Promise<never> {
     const code = (err as NodeJS.ErrnoException).code;
-    if ((code === "ENOSPC" || code === "EDQUOT") && (await this.freeBytes()) !== undefined)
+    if ((code === "ENOSPC" || code === "EDQUOT") && (await this.ownFilesystemFull()))
       throw new AppError(
         "session_disk_quota_exceeded",
         "The session's home is full (its disk or file quota is used up); delete files first.",
@@ -320,6 +323,13 @@ export class SessionHome {
     if (home.dev === parent.dev) return undefined;
     const s = await statfs(this.root);
     return s.bavail * s.bsize;
+  }
+
+  /** The home is a filesystem of its own with (almost) no bytes or no inodes left. */
+  private async ownFilesystemFull(): Promise<boolean> {
+    const free = await this.freeBytes().catch(() => undefined);
+    if (free === undefined) return false;
+    return free < 1024 * 1024 || (await statfs(this.root)).ffree === 0;
   }
 
   /**

@@ -105,11 +105,8 @@ export class TreeChangedError extends Error {
 interface Visitor {
   /** A non-directory entry (or one that is no longer a directory). */
   leaf(dir: number, entry: fs.Dirent): Promise<void>;
-  /**
-   * A directory just opened (its descriptor valid during the call), before its contents;
-   * `depth` is 1 for a directory in the root.
-   */
-  entered?(fd: number, stat: fs.Stats, depth: number): Promise<void>;
+  /** A directory just opened (its descriptor valid during the call), before its contents. */
+  entered?(fd: number, stat: fs.Stats): Promise<void>;
   /** A directory whose contents were all visited. */
   left?(parent: number, name: string): Promise<void>;
 }
@@ -151,7 +148,7 @@ async function walk(root: number, visitor: Visitor): Promise<void> {
         let frame: Frame;
         try {
           const s = await fstat(child);
-          if (visitor.entered) await visitor.entered(child, s, stack.length);
+          if (visitor.entered) await visitor.entered(child, s);
           frame = {
             fd: child,
             dev: s.dev,
@@ -330,24 +327,17 @@ const dirEntry = (fd: number, st: fs.Stats): TreeEntry => ({
 });
 
 /**
- * Visits `root` (a host-owned path) and every entry below it, never through a link and with no
- * depth limit but `maxDepth` (past it: an error): directories are changed through their own
- * descriptor, other entries through their parent's (`lchown`; `chmod` only for what was not a
- * link, so call it only when nothing else writes the tree).
+ * Visits `root` (a host-owned path) and every entry below it, with no depth limit and never
+ * through a link: directories are changed through their own descriptor, other entries through
+ * their parent's (`lchown`; `chmod` only for what was not a link, so call it only when nothing
+ * else writes the tree).
  */
-export async function visitTree(
-  root: string,
-  visit: (entry: TreeEntry) => Promise<void>,
-  { maxDepth = Infinity }: { maxDepth?: number } = {},
-) {
+export async function visitTree(root: string, visit: (entry: TreeEntry) => Promise<void>) {
   const top = await openNoFollow(root, O_RDONLY | O_DIRECTORY);
   try {
     await visit(dirEntry(top, await fstat(top)));
     await walk(top, {
-      entered: async (fd, st, depth) => {
-        if (depth > maxDepth) throw new Error(`the tree is more than ${maxDepth} directories deep`);
-        await visit(dirEntry(fd, st));
-      },
+      entered: (fd, st) => visit(dirEntry(fd, st)),
       leaf: async (dir, entry) => {
         const where = viaFd(dir, entry.name);
         const st = await lstatP(where).catch(() => undefined);

@@ -124,8 +124,11 @@ describe("a zip with a chain of '..' symlinks", { skip }, () => {
       (raw.body.status_reason as { message: string }).message,
       /'a\/l\/m' cannot be written: its path goes through a symlink/,
     );
-    // Unpacked as the sandbox uid, not as root.
-    assert.equal(lstatSync(path.join(appDir, "main.py")).uid, 65534);
+    // Sealed after the unpack: root's, read-only for the sandbox group.
+    const main = lstatSync(path.join(appDir, "main.py"));
+    assert.equal(main.uid, 0);
+    assert.equal(main.gid, 65534);
+    assert.equal(main.mode & 0o022, 0, "no sandbox may write the code");
 
     await client.agents.deleteVersion("chain", "1");
     assert.deepEqual(find(base, "pwned.txt").links, [], "a link stayed after the delete");
