@@ -272,8 +272,10 @@ describe("sandbox walls", { skip }, () => {
         [
           ...["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net"],
           ...["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"],
+          // The fixture bound where it is found whatever the checkout's path (/tmp included).
+          ...["--ro-bind", fixtureDir("walls"), "/tmp/walls"],
           ...["--cap-add", "ALL", "--seccomp", "3", "--"],
-          ...["/usr/bin/python3", path.join(fixtureDir("walls"), "syscalls.py")],
+          ...["/usr/bin/python3", "/tmp/walls/syscalls.py"],
         ],
         { stdio: ["ignore", "pipe", "inherit", "pipe"] },
       );
