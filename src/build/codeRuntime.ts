@@ -247,9 +247,23 @@ export class CodeRuntime implements HostedCode {
   private async build(version: Version): Promise<void> {
     const dir = this.dirOf(version);
     const appDir = path.join(dir, "app");
-    await removeTree(dir);
-    // Traversable, not listable: the sandbox uid reaches `app/`, other users see nothing.
-    await mkdir(dir, { recursive: true, mode: 0o711 });
+    try {
+      await removeTree(dir);
+      // Traversable, not listable: the sandbox uid reaches `app/`, other users see nothing.
+      await mkdir(dir, { recursive: true, mode: 0o711 });
+    } catch (err) {
+      // Never left `creating`: what an earlier build left that cannot go fails this one.
+      const message = `The build directory could not be prepared: ${(err as Error).message}`;
+      this.options.log.error({ err, agent: version.agentName, version: version.version }, message);
+      await this.agents.setVersionStatus(
+        version.project,
+        version.agentName,
+        version.version,
+        "failed",
+        { code: "build_failed", message },
+      );
+      return;
+    }
     const log = createWriteStream(path.join(dir, "build.log"), { mode: 0o600 });
     log.on("error", () => {}); // e.g. a full disk: the build fails below, never the service
     const say = (line: string) => log.write(`[${new Date().toISOString()}] ${line}\n`);

@@ -40,6 +40,9 @@ export function limitedServerFactory(
   tls: { cert: string; key: string } | undefined,
   limits: ConnectionLimits,
 ) {
+  // Shared by every server of the service (`localhost` is two): one cap, one handshake queue.
+  let open = 0;
+  const pending = new Map<string, Socket>();
   return (handler: http.RequestListener): http.Server => {
     const options = {
       // The timeouts below are checked this often (Node's default is 30 s).
@@ -54,17 +57,24 @@ export function limitedServerFactory(
           handler,
         )
       : http.createServer(options, handler);
-    server.maxConnections = limits.maxConnections;
-    if (tls) dropOldestHandshakes(server as https.Server, limits.maxHandshakes);
+    server.on("connection", (socket: Socket) => {
+      if (open >= limits.maxConnections) return void socket.destroy();
+      open++;
+      socket.once("close", () => open--);
+    });
+    if (tls) dropOldestHandshakes(server as https.Server, pending, limits.maxHandshakes);
     return server;
   };
 }
 
-function dropOldestHandshakes(server: https.Server, max: number): void {
+function dropOldestHandshakes(
+  server: https.Server,
+  pending: Map<string, Socket>,
+  max: number,
+): void {
   // A connection is known by its addresses and ports, unique while it is open.
   const keyOf = (s: Socket) =>
     `${s.localAddress} ${s.localPort} ${s.remoteAddress} ${s.remotePort}`;
-  const pending = new Map<string, Socket>();
   server.on("connection", (socket: Socket) => {
     const key = keyOf(socket);
     pending.set(key, socket);

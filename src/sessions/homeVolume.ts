@@ -171,8 +171,9 @@ export class HomeVolumes {
    */
   release(home: string): Promise<void> {
     return this.serial(home, async () => {
-      if (!this.mounted.delete(home)) return;
-      await umount(home);
+      if (!this.mounted.has(home)) return;
+      await umount(home); // still counted as mounted when this fails: nothing deletes through it
+      this.mounted.delete(home);
       await rmdir(home).catch(() => {});
     });
   }

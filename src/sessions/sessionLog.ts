@@ -162,7 +162,8 @@ export class SessionLog {
     private readonly onWriteError: (err: unknown) => void = () => {},
   ) {
     try {
-      mkdirSync(path.dirname(file), { recursive: true });
+      // Traversable, not listable; the console itself is the service's only (0600).
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o711 });
     } catch (err) {
       onWriteError(err); // e.g. a full disk: the lines are counted as they come
     }
@@ -346,7 +347,7 @@ export class SessionLog {
       this.pending = [];
       this.pendingBytes = 0;
       try {
-        await appendFile(this.file, (this.torn ? "\n" : "") + batch.join(""));
+        await appendFile(this.file, (this.torn ? "\n" : "") + batch.join(""), { mode: 0o600 });
         this.torn = false;
         if (this.unwritten > 0 && !this.ended) {
           const note = `${this.unwritten} lines not written: ${this.unwrittenWhy}`;

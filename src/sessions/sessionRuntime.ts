@@ -11,14 +11,12 @@ import type {
   TerminationReason,
   Version,
 } from "../domain/model.js";
-import { notFound } from "../domain/errors.js";
+import { AppError, isDiskFull, notFound } from "../domain/errors.js";
 import type { Clock, LiveSessions, SessionRepository } from "../domain/ports.js";
-import { isDiskFull } from "../domain/errors.js";
 import type { Exit, Sandbox, SandboxDriver } from "../sandbox/driver.js";
 import { UidPool, type UidRange } from "../sandbox/uidPool.js";
 import { linkTree, removeTree, visitTree } from "../trees/agentTree.js";
 import { waitUntilReady } from "./agentSocket.js";
-import { AppError } from "../domain/errors.js";
 import type { HomeVolumes } from "./homeVolume.js";
 import { SessionHome, type HomeLedger } from "./sessionFiles.js";
 import { LogBudget, SessionLog, type LogLimits } from "./sessionLog.js";
@@ -166,7 +164,11 @@ export class SessionRuntime implements LiveSessions {
    * on their next use. Then the pool fills and the expiry sweeper starts.
    */
   async open(runtimes: { language: "python" | "node"; interpreter: string }[]): Promise<void> {
-    // Homes a crashed run left mounted are let go first: nothing is deleted through a mount.
+    // First nothing of the earlier run may still be writing: its sandboxes are killed.
+    const swept = await this.driver.sweep();
+    if (swept > 0)
+      this.options.log.warn({ sandboxes: swept }, "killed sandboxes left by an earlier run");
+    // Then the homes it left mounted are let go: nothing is deleted through a mount.
     const mounts = await this.options.volumes.sweep([
       this.options.sessionsDir,
       this.options.poolDir,
@@ -177,9 +179,6 @@ export class SessionRuntime implements LiveSessions {
       this.options.log.error({ err }, "could not remove the old warm pool directory"),
     );
     await mkdir(this.options.poolDir, { recursive: true, mode: 0o711 });
-    const swept = await this.driver.sweep();
-    if (swept > 0)
-      this.options.log.warn({ sandboxes: swept }, "killed sandboxes left by an earlier run");
     const now = this.clock();
     for (const s of await this.sessions.withStatus(["creating", "active"])) {
       await this.sessions.update(s.project, s.agentName, s.id, {
@@ -294,7 +293,7 @@ export class SessionRuntime implements LiveSessions {
   /** Starts the sandbox of a new (or resumed) session; readiness is awaited by `use`. */
   start(session: Session, version: Version): void {
     const key = keyOf(session);
-    if (this.running.has(key) || this.closing) return;
+    if (this.running.has(key) || this.closing || this.removing.has(key)) return;
     const log = this.logOf(session);
     let finish!: () => void;
     const entry: Running = {
@@ -547,6 +546,9 @@ export class SessionRuntime implements LiveSessions {
     session: Session,
     version: Version,
   ): Promise<{ sandbox: Sandbox; release: () => void }> {
+    // A session being deleted is not started again (its home is about to go).
+    if (this.removing.has(keyOf(session)))
+      throw notFound(`Session '${session.id}'`, "agent_session_id");
     await this.touch(session);
     this.start(session, version);
     const entry = this.running.get(keyOf(session));

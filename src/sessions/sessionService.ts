@@ -177,9 +177,12 @@ export class SessionService {
         `Session '${id}' belongs to another identity.`,
         "agent_session_id",
       );
-    await this.runtime.remove(session, "user_stop", "Deleted by request.");
-    await this.deps.sessions.delete(project, agentName, id);
-    this.runtime.forget(session);
+    try {
+      await this.runtime.remove(session, "user_stop", "Deleted by request.");
+      await this.deps.sessions.delete(project, agentName, id);
+    } finally {
+      this.runtime.forget(session);
+    }
   }
 
   /**

@@ -142,13 +142,13 @@ export class WarmPool {
   async discard(slot: WarmSandbox): Promise<void> {
     try {
       await slot.sandbox.stop(0);
-      this.options.uids.release(slot.uid);
     } catch (err) {
       this.options.log.error(
         { err, slot: path.basename(slot.dir) },
         "could not stop a warm pool slot",
       );
     }
+    this.options.uids.release(slot.uid);
     await this.removeSlot(slot.dir);
   }
 

@@ -335,7 +335,6 @@ const dirEntry = (fd: number, st: fs.Stats): TreeEntry => ({
 export async function visitTree(root: string, visit: (entry: TreeEntry) => Promise<void>) {
   const top = await openNoFollow(root, O_RDONLY | O_DIRECTORY);
   try {
-    await visit(dirEntry(top, await fstat(top)));
     await walk(top, {
       entered: (fd, st) => visit(dirEntry(fd, st)),
       leaf: async (dir, entry) => {
@@ -351,6 +350,8 @@ export async function visitTree(root: string, visit: (entry: TreeEntry) => Promi
         });
       },
     });
+    // The root last: a walk cut short is done again (e.g. a home's owner is read from it).
+    await visit(dirEntry(top, await fstat(top)));
   } finally {
     await closeFd(top).catch(() => {});
   }
