@@ -105,7 +105,6 @@ async function openSandboxes(
     {
       sessionsDir: path.join(config.dataDir, "sessions"),
       poolDir: path.join(config.dataDir, "sandbox", "pool"),
-      uid: config.sandboxUid,
       uidRange: parseUidRange(config.sandboxUidRange)!,
       warmPoolSize: config.warmPoolSize,
       network: config.sandboxNetwork,

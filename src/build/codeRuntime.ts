@@ -371,7 +371,7 @@ export class CodeRuntime implements HostedCode {
     const tooBig = new AbortController();
     let usage = 0;
     let unmeasurable: string | undefined;
-    // A tree that cannot be walked (too deep) counts as too big.
+    // A finished tree that cannot be walked counts as too big.
     const measure = () =>
       treeUsage(dir).catch((err: Error) => {
         unmeasurable = err.message;
@@ -384,7 +384,8 @@ export class CodeRuntime implements HostedCode {
         await sleep(pause, undefined, { signal: done.signal }).catch(() => {});
         if (done.signal.aborted) return;
         const started = Date.now();
-        usage = await measure();
+        // A walk the install's own renames cut short is not a verdict: the next poll counts.
+        usage = await treeUsage(dir).catch(() => usage);
         if (usage > buildDiskBytes) return tooBig.abort();
         // A big tree is walked less often: the walk takes at most a fifth of the time.
         pause = Math.max(diskPollMs, 4 * (Date.now() - started));

@@ -27,8 +27,6 @@ export interface SessionRuntimeOptions {
   sessionsDir: string;
   /** `<data>/sandbox/pool`. */
   poolDir: string;
-  /** The uid builds run as (AGENTHOST_SANDBOX_UID). */
-  uid: number;
   /** Host uids for session sandboxes: each running sandbox has its own. */
   uidRange: UidRange;
   warmPoolSize: number;
@@ -137,10 +135,6 @@ export class SessionRuntime implements LiveSessions {
       volumes: options.volumes,
       log: options.log,
     });
-  }
-
-  get sandboxUid(): number {
-    return this.options.uid;
   }
 
   /**
@@ -271,6 +265,12 @@ export class SessionRuntime implements LiveSessions {
     const home = this.homeOf(s);
     clearTimeout(this.lingering.get(key));
     await this.options.volumes.prepare(home, this.uids.pick());
+    // A home from before uids per session (its owner outside the range) is given one, once.
+    const owner = await lstat(home).catch(() => undefined);
+    if (owner && !this.uids.includes(owner.uid) && !this.running.has(key)) {
+      const uid = this.uids.pick();
+      await visitTree(home, (e) => e.chown(uid, uid));
+    }
     const timer = setTimeout(() => {
       this.lingering.delete(key);
       if (!this.running.has(key)) void this.releaseHome(s);

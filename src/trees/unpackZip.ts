@@ -54,6 +54,9 @@ export async function unpackZip(
   }
 }
 
+/** The longest an unpack may take (750 MB of entries take seconds). */
+const unpackTimeoutMs = 10 * 60_000;
+
 function runWorker(
   zipFd: number,
   dirFd: number,
@@ -71,6 +74,9 @@ function runWorker(
       ],
       {
         stdio: ["ignore", "pipe", "pipe", zipFd, dirFd],
+        // Bounded work (the zip's limits), and never left running longer than this.
+        timeout: unpackTimeoutMs,
+        killSignal: "SIGKILL",
         // From source (tsx): no compile cache to write.
         env: { PATH: "/usr/bin:/bin", TSX_DISABLE_CACHE: "1" },
       },
