@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import type { Readable, Writable } from "node:stream";
-import type { CgroupHost } from "./cgroups.js";
+import type { Cgroup, CgroupHost } from "./cgroups.js";
 import type { RunOptions, RunPaths, RunResult, SandboxDriver, SandboxOptions } from "./driver.js";
 import { superviseRun } from "./oneShot.js";
 import { SandboxProcess, type HostLayout } from "./sandboxProcess.js";
@@ -67,15 +67,8 @@ export class BwrapDriver implements SandboxDriver {
     const paths = { app: "/app", home: "/home/agent" };
     const sandbox = new SandboxProcess(child, options.id, run, cgroup, this.host, paths, agentPids);
     try {
-      childPid = await readChildPid(child);
-      await cgroup.add(child.pid!);
-      await cgroup.add(childPid);
-      if (options.network === "egress")
-        await attachNetwork(childPid, cgroup.add, (p) => sandbox.holdUntilExit(p));
-      (child.stdio[4] as Writable).end("go");
+      childPid = await place(child, cgroup, options.network, (p) => sandbox.holdUntilExit(p));
     } catch (err) {
-      // A sandbox still waiting on its block fd does not die with its parent: kill it too.
-      if (childPid) killQuietly(childPid);
       await sandbox.stop(0);
       throw err;
     }
@@ -112,20 +105,8 @@ export class BwrapDriver implements SandboxDriver {
     for (const stream of stdio) stream?.on("error", () => {});
     stdio[5]!.end(seccompFilter());
     stdio[6]!.end(args.map((a) => `${a}\0`).join(""));
-    let childPid = 0;
     return superviseRun(child, cgroup, options, async (held) => {
-      try {
-        childPid = await readChildPid(child);
-        await cgroup.add(child.pid!);
-        await cgroup.add(childPid);
-        if (options.network === "egress")
-          await attachNetwork(childPid, cgroup.add, (p) => held.push(p));
-        (child.stdio[4] as Writable).end("go");
-      } catch (err) {
-        // A sandbox still waiting on its block fd does not die with its parent.
-        if (childPid) killQuietly(childPid);
-        throw err;
-      }
+      await place(child, cgroup, options.network, (p) => held.push(p));
     });
   }
 
@@ -194,6 +175,31 @@ export function loaderCommand(
   const heapMb = Math.max(16, Math.floor((options.limits.memoryBytes / 1024 / 1024) * 0.75));
   const heap = `--max-old-space-size=${heapMb}`;
   return [options.interpreter, heap, `${loaderDir}/loader.mjs`, fd, ...preload];
+}
+
+/**
+ * Puts a sandbox still waiting on its block fd into its cgroup (bwrap and the sandbox's init),
+ * attaches its network, then lets it go; returns the init's pid. On failure the waiting init,
+ * which does not die with its parent, is killed.
+ */
+async function place(
+  child: ChildProcess,
+  cgroup: Cgroup,
+  network: "none" | "egress",
+  hold: (helper: ChildProcess) => void,
+): Promise<number> {
+  let childPid = 0;
+  try {
+    childPid = await readChildPid(child);
+    await cgroup.add(child.pid!);
+    await cgroup.add(childPid);
+    if (network === "egress") await attachNetwork(childPid, cgroup.add, hold);
+    (child.stdio[4] as Writable).end("go");
+    return childPid;
+  } catch (err) {
+    if (childPid) killQuietly(childPid);
+    throw err;
+  }
 }
 
 /** bwrap writes `{"child-pid": N}` on the info fd once the sandbox's init exists. */
