@@ -29,6 +29,7 @@ export interface Runtime {
 export class WarmPool {
   private readonly ready = new Map<string, WarmSandbox[]>();
   private readonly filling = new Set<string>();
+  private readonly refills = new Set<Promise<void>>();
   private readonly runtimes = new Map<string, Runtime>();
   private closed = false;
 
@@ -68,7 +69,11 @@ export class WarmPool {
   /** Tops every runtime up to `size`, in the background. */
   replenish(): void {
     if (this.options.size <= 0) return;
-    for (const runtime of this.runtimes.values()) void this.refill(runtime);
+    for (const runtime of this.runtimes.values()) {
+      const refill = this.refill(runtime);
+      this.refills.add(refill);
+      void refill.finally(() => this.refills.delete(refill));
+    }
   }
 
   private async refill(runtime: Runtime): Promise<void> {
@@ -133,6 +138,8 @@ export class WarmPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    // A slot booting now (its home being mounted) is discarded by its refill: wait for it.
+    await Promise.all(this.refills);
     const slots = [...this.ready.values()].flat();
     this.ready.clear();
     await Promise.all(slots.map((slot) => this.discard(slot)));
