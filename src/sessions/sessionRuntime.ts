@@ -434,13 +434,15 @@ export class SessionRuntime implements LiveSessions {
       throw new Error("the session was stopped while it started");
     }
     const t1 = performance.now();
-    await sandbox.launch({
-      argv: plan.argv,
-      env: this.envOf(session, version),
-      limits: this.limitsOf(version),
-    });
-    const t2 = performance.now();
+    let t2: number;
     try {
+      // A launch refused (e.g. a memory limit below what the warm sandbox holds) fails the start.
+      await sandbox.launch({
+        argv: plan.argv,
+        env: this.envOf(session, version),
+        limits: this.limitsOf(version),
+      });
+      t2 = performance.now();
       const ready = waitUntilReady(
         sandbox.socketPath,
         Date.now() + this.options.startTimeoutMs,
