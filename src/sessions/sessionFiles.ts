@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import fs, { constants, createReadStream, createWriteStream, type ReadStream } from "node:fs";
-import { lstat, readdir, rename, rmdir, stat, statfs, unlink } from "node:fs/promises";
+import { lstat, readdir, rename, rmdir, statfs, unlink } from "node:fs/promises";
 import path from "node:path";
 import { PassThrough, Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
-import { AppError } from "../domain/errors.js";
+import { AppError, isDiskFull } from "../domain/errors.js";
 import {
   closeFd as close,
   emptyDir,
@@ -175,8 +175,7 @@ export class SessionHome {
    * (bytes or inodes); a full host disk under a home with room left stays what it is (507).
    */
   private async full(err: unknown): Promise<never> {
-    const code = (err as NodeJS.ErrnoException).code;
-    if ((code === "ENOSPC" || code === "EDQUOT") && (await this.ownFilesystemFull()))
+    if (isDiskFull(err) && (await this.ownFilesystemFull()))
       throw new AppError(
         "session_disk_quota_exceeded",
         "The session's home is full (its disk or file quota is used up); delete files first.",
@@ -319,17 +318,20 @@ export class SessionHome {
    * the kernel: see homeVolume.ts), from one statfs; undefined for a plain directory.
    */
   async freeBytes(): Promise<number | undefined> {
+    const own = await this.ownFilesystem();
+    return own && own.bavail * own.bsize;
+  }
+
+  /** The filesystem's counts when the home is a filesystem of its own (its image). */
+  private async ownFilesystem() {
     const [home, parent] = await Promise.all([lstat(this.root), lstat(path.dirname(this.root))]);
-    if (home.dev === parent.dev) return undefined;
-    const s = await statfs(this.root);
-    return s.bavail * s.bsize;
+    return home.dev === parent.dev ? undefined : statfs(this.root);
   }
 
   /** The home is a filesystem of its own with (almost) no bytes or no inodes left. */
   private async ownFilesystemFull(): Promise<boolean> {
-    const free = await this.freeBytes().catch(() => undefined);
-    if (free === undefined) return false;
-    return free < 1024 * 1024 || (await statfs(this.root)).ffree === 0;
+    const own = await this.ownFilesystem().catch(() => undefined);
+    return own !== undefined && (own.bavail * own.bsize < 1024 * 1024 || own.ffree === 0);
   }
 
   /**
@@ -340,13 +342,10 @@ export class SessionHome {
    * so a home is walked at most once per session start.
    */
   async usage(): Promise<number> {
+    const own = await this.ownFilesystem().catch(() => undefined);
+    if (own) return (own.blocks - own.bfree) * own.bsize;
     const dir = await this.openDir([]);
     try {
-      const [home, parent] = await Promise.all([fstat(dir), stat(path.dirname(this.root))]);
-      if (home.dev !== parent.dev) {
-        const counts = await statfs(viaFd(dir));
-        return (counts.blocks - counts.bfree) * counts.bsize;
-      }
       this.ledger.bytes ??= (await usageOf(dir)).bytes;
       return Math.max(0, this.ledger.bytes);
     } finally {
