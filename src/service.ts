@@ -29,6 +29,7 @@ import { checkUidRange, parseUidRange } from "./sandbox/uidPool.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
 import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
+import { noModels } from "./gateway/modelGateway.js";
 
 /** The composition root: picks the implementations and wires them together. */
 
@@ -177,6 +178,7 @@ export function createServices(
     }),
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
+    gateway: noModels,
     projects: store.projects,
     clock,
   };

@@ -76,6 +76,22 @@ export const errorCodes = {
     status: 429,
     summary: "The identity or the agent has as many running sessions as the service allows.",
   },
+  budget_exceeded: {
+    status: 429,
+    summary: "The session (or conversation) has used its token or wall-clock budget.",
+  },
+  unsupported_tool: {
+    status: 400,
+    summary: "A tool of this type cannot be run by this service (it stays storable in a version).",
+  },
+  upstream_error: {
+    status: 502,
+    summary: "The deployment's model server refused the call or could not be reached.",
+  },
+  upstream_timeout: {
+    status: 504,
+    summary: "The deployment's model server was silent past the deadline.",
+  },
   payload_too_large: { status: 413, summary: "The body is larger than the route accepts." },
   project_code_quota_exceeded: {
     status: 413,

@@ -23,14 +23,21 @@ function header(request: FastifyRequest, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** Authenticates the key, then checks it may act on `{project}`, then `api-version`. */
-export function projectAuth(keys: KeyService) {
+/**
+ * Authenticates the key, then checks it may act on `{project}`, then `api-version` (which the
+ * OpenAI-compatible data plane, `/openai/v1`, does without, as the `openai` client sends none).
+ */
+export function projectAuth(
+  keys: KeyService,
+  options: { apiVersion: "required" | "none" } = { apiVersion: "required" },
+) {
   return async (request: FastifyRequest) => {
     request.caller = await keys.authenticate(
       bearer(request),
       header(request, "x-ms-user-identity"),
     );
     await keys.authorize(request.caller, projectOf(request));
+    if (options.apiVersion === "none") return;
     const version = (request.query as Record<string, unknown>)["api-version"];
     if (typeof version !== "string" || !apiVersions.has(version)) {
       throw new AppError(

@@ -20,6 +20,8 @@ import { versionRoutes } from "./routes/versionRoutes.js";
 import { sessionRoutes } from "./routes/sessionRoutes.js";
 import { sessionFileRoutes } from "./routes/sessionFileRoutes.js";
 import type { SessionService } from "../sessions/sessionService.js";
+import type { ModelGateway } from "../gateway/modelGateway.js";
+import { openaiRoutes } from "./routes/openaiRoutes.js";
 
 export interface HttpServices {
   agents: AgentService;
@@ -28,6 +30,7 @@ export interface HttpServices {
   keys: KeyService;
   projects: ProjectRepository;
   sessions: SessionService;
+  gateway: ModelGateway;
   clock: Clock;
 }
 
@@ -90,6 +93,15 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       });
     },
     { prefix: "/api/projects/:project" },
+  );
+
+  // The OpenAI-compatible data plane (`project.getOpenAIClient()`, a stock `openai` client).
+  app.register(
+    async (openai) => {
+      openai.addHook("onRequest", projectAuth(services.keys, { apiVersion: "none" }));
+      openaiRoutes(openai, services.gateway);
+    },
+    { prefix: "/api/projects/:project/openai/v1" },
   );
 
   app.register(
