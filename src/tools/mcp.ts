@@ -17,7 +17,7 @@ export interface McpToolInfo {
   annotations?: Record<string, unknown>;
 }
 export class McpTools {
-  constructor(readonly options: { timeoutMs: number; maxOutputBytes: number }) {}
+  constructor(readonly options: { timeoutMs: number; maxOutputBytes: number; log?: unknown }) {}
   async listTools(config: McpToolConfig, _signal?: AbortSignal): Promise<McpToolInfo[]> {
     throw new AppError("upstream_error", `MCP ${config.server_label} unavailable`, "tools");
   }
