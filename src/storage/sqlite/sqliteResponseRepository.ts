@@ -305,9 +305,14 @@ export class SqliteUsageRepository implements UsageRepository {
   ): Promise<(UsageTotals & Record<string, string | number | null>)[]> {
     const conditions: string[] = [];
     const params: unknown[] = [];
-    if (filter.project !== undefined) (conditions.push("project = ?"), params.push(filter.project));
-    if (filter.since !== undefined) (conditions.push("created_at >= ?"), params.push(filter.since));
-    if (filter.until !== undefined) (conditions.push("created_at < ?"), params.push(filter.until));
+    const add = (condition: string, value: unknown) => {
+      if (value === undefined) return;
+      conditions.push(condition);
+      params.push(value);
+    };
+    add("project = ?", filter.project);
+    add("created_at >= ?", filter.since);
+    add("created_at < ?", filter.until);
     const keys = ["project", ...groups.map((g) => groupColumns[g])];
     const select = keys.map((k, i) => `${k} AS g${i}`).join(", ");
     const rows = this.db
