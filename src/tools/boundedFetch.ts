@@ -1,6 +1,6 @@
 import http from "node:http";
 import https from "node:https";
-import { Readable, Transform, pipeline } from "node:stream";
+import { Transform, pipeline, type Readable } from "node:stream";
 import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
 
 /** An MCP server's answer (one JSON body, or one event of a stream) passed the byte limit. */
@@ -58,7 +58,7 @@ export function boundedFetch(
             const stream = /^text\/event-stream/i.test(res.headers["content-type"] ?? "");
             const limiter = byteLimit(limit, stream, onTooLarge);
             pipeline(res, limiter, () => {});
-            body = Readable.toWeb(limiter) as ReadableStream<Uint8Array>;
+            body = webStream(limiter);
           }
           resolve(
             new Response(body, { status, statusText: res.statusMessage, headers: responseHeaders }),
@@ -70,6 +70,31 @@ export function boundedFetch(
       });
       req.end(init.body ?? undefined);
     });
+}
+
+/**
+ * A web stream reading `stream` on demand. (Node 20's Readable.toWeb throws an uncaught
+ * ERR_INVALID_STATE when data arrives after the web stream was cancelled.)
+ */
+function webStream(stream: Readable): ReadableStream<Uint8Array> {
+  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const { value, done } = await chunks.next();
+          if (done) controller.close();
+          else controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.length));
+        } catch (err) {
+          controller.error(err);
+        }
+      },
+      cancel() {
+        stream.destroy();
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /**

@@ -290,6 +290,7 @@ export class McpTools {
     generation: number,
   ): Promise<Connection> {
     if (generation !== this.generation) throw new Error("The MCP client was closed.");
+    if (deadline <= Date.now()) throw new TimedOut();
     const url = new URL(config.server_url);
     const agent = new (url.protocol === "https:" ? https.Agent : http.Agent)({
       keepAlive: true,

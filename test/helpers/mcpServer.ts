@@ -37,8 +37,12 @@ export interface TestServer {
 export interface TestMcpServer extends TestServer {
   /** Every tool call, in order of arrival. */
   calls: RecordedCall[];
+  /** The JSON-RPC method of every message posted, in order of arrival. */
+  methods: string[];
   /** MCP sessions opened so far (one per client connection). */
   sessions: () => number;
+  /** Ends every session, as a restarted server would have (their ids then get 404). */
+  forgetSessions(): Promise<void>;
 }
 
 const text = (value: string) => ({ content: [{ type: "text" as const, text: value }] });
@@ -102,11 +106,15 @@ function buildServer(calls: RecordedCall[]): McpServer {
   return server;
 }
 
-async function readBody(req: http.IncomingMessage): Promise<unknown> {
+async function readBody(req: http.IncomingMessage, methods: string[]): Promise<unknown> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   const raw = Buffer.concat(chunks).toString("utf8");
-  return raw ? JSON.parse(raw) : undefined;
+  const body = raw ? (JSON.parse(raw) as unknown) : undefined;
+  for (const m of Array.isArray(body) ? body : [body])
+    if (typeof (m as { method?: unknown })?.method === "string")
+      methods.push((m as { method: string }).method);
+  return body;
 }
 
 /** Listens on 127.0.0.1:0, tracking sockets so close() never waits on a client. */
@@ -139,11 +147,15 @@ async function listen(
   };
 }
 
-/** A Streamable HTTP MCP server (stateful: one session per client), or with `legacySse` an HTTP+SSE-only one. */
+/**
+ * A Streamable HTTP MCP server (stateful: one session per client; answers as event streams,
+ * or with `jsonResponse` as JSON bodies), or with `legacySse` an HTTP+SSE-only one.
+ */
 export async function startMcpServer(
-  options: { legacySse?: boolean } = {},
+  options: { legacySse?: boolean; jsonResponse?: boolean } = {},
 ): Promise<TestMcpServer> {
   const calls: RecordedCall[] = [];
+  const methods: string[] = [];
   const requests: RecordedHttpRequest[] = [];
   const streamable = new Map<string, StreamableHTTPServerTransport>();
   const legacy = new Map<string, SSEServerTransport>();
@@ -162,6 +174,7 @@ export async function startMcpServer(
     if (id) return fail(res, 404, "unknown session");
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
+      enableJsonResponse: options.jsonResponse ?? false,
       onsessioninitialized: (sid) => {
         sessions++;
         streamable.set(sid, transport);
@@ -171,10 +184,10 @@ export async function startMcpServer(
       if (transport.sessionId) streamable.delete(transport.sessionId);
     };
     await buildServer(calls).connect(transport);
-    await transport.handleRequest(req, res, await readBody(req));
+    await transport.handleRequest(req, res, await readBody(req, methods));
   };
   const bodyOf = (req: http.IncomingMessage) =>
-    req.method === "POST" ? readBody(req) : Promise.resolve(undefined);
+    req.method === "POST" ? readBody(req, methods) : Promise.resolve(undefined);
 
   const onLegacy = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://localhost");
@@ -189,7 +202,7 @@ export async function startMcpServer(
     if (req.method === "POST" && url.pathname === "/messages") {
       const transport = legacy.get(url.searchParams.get("sessionId") ?? "");
       if (!transport) return fail(res, 404, "unknown session");
-      return transport.handlePostMessage(req, res, await readBody(req));
+      return transport.handlePostMessage(req, res, await readBody(req, methods));
     }
     // Like a legacy server: Streamable HTTP requests at its URL find nothing.
     fail(res, 404, "not found");
@@ -204,7 +217,15 @@ export async function startMcpServer(
       for (const t of [...streamable.values(), ...legacy.values()]) await t.close();
     },
   );
-  return { ...base, calls, sessions: () => sessions };
+  return {
+    ...base,
+    calls,
+    methods,
+    sessions: () => sessions,
+    async forgetSessions() {
+      for (const t of [...streamable.values(), ...legacy.values()]) await t.close();
+    },
+  };
 }
 
 /** A server that reads each request and never answers (nor closes). */
@@ -212,20 +233,27 @@ export async function startSilentServer(): Promise<TestServer> {
   return listen(() => {}, [], "/mcp");
 }
 
-/** An HTTP server that speaks no MCP: every request gets an HTML page. */
-export async function startNonMcpServer(): Promise<TestServer> {
+/** An HTTP server that speaks no MCP: every request gets `answer` (default: an HTML page). */
+export async function startNonMcpServer(
+  answer: (req: http.IncomingMessage) => { status: number; type: string; body: string } = () => ({
+    status: 200,
+    type: "text/html",
+    body: "<html><body>Welcome to a plain web site.</body></html>",
+  }),
+): Promise<TestServer> {
   return listen(
     (req, res) => {
       req.resume();
-      res.writeHead(200, { "content-type": "text/html" });
-      res.end("<html><body>Welcome to a plain web site.</body></html>");
+      const { status, type, body } = answer(req);
+      res.writeHead(status, { "content-type": type });
+      res.end(body);
     },
     [],
     "/mcp",
   );
 }
 
-/** An HTTP server whose every answer is an endless event stream of `bytes`-sized events. */
+/** An HTTP server whose every answer is an event stream with one event that never ends. */
 export async function startFloodServer(): Promise<TestServer> {
   return listen(
     (req, res) => {
