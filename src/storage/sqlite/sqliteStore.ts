@@ -2,6 +2,7 @@ import Database from "better-sqlite3";
 import type { Database as Db } from "better-sqlite3";
 import type {
   ApiKey,
+  DeploymentRepository,
   KeyRepository,
   ManifestRepository,
   ProjectRepository,
@@ -9,6 +10,7 @@ import type {
 } from "../../domain/ports.js";
 import { SqliteManifestRepository } from "./sqliteManifestRepository.js";
 import { SqliteAgentRepository } from "./sqliteAgentRepository.js";
+import { SqliteDeploymentRepository } from "./sqliteDeploymentRepository.js";
 import { migrations } from "./migrations.js";
 import { SqliteSessionRepository } from "./sqliteSessionRepository.js";
 import { StatementCache } from "./statementCache.js";
@@ -24,6 +26,7 @@ export class SqliteStore implements Store {
   readonly keys: KeyRepository;
   readonly projects: ProjectRepository;
   readonly manifests: ManifestRepository;
+  readonly deployments: DeploymentRepository;
   private readonly db: Db;
 
   constructor(file: string) {
@@ -37,6 +40,7 @@ export class SqliteStore implements Store {
     this.keys = new SqliteKeyRepository(this.db);
     this.projects = new SqliteProjectRepository(this.db);
     this.manifests = new SqliteManifestRepository(this.db);
+    this.deployments = new SqliteDeploymentRepository(this.db);
   }
 
   async migrate(): Promise<void> {
