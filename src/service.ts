@@ -29,7 +29,10 @@ import { checkUidRange, parseUidRange } from "./sandbox/uidPool.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
 import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
-import { noModels } from "./gateway/modelGateway.js";
+import { DeploymentService } from "./gateway/deploymentService.js";
+import { discoverModels, type DiscoveredUpstream, type Discovery } from "./gateway/discovery.js";
+import { OpenAiGateway } from "./gateway/openaiGateway.js";
+import { SecretBox } from "./gateway/secretBox.js";
 
 /** The composition root: picks the implementations and wires them together. */
 
@@ -143,6 +146,12 @@ export function createServices(
   clock: Clock = systemClock,
   sandboxes: SessionRuntime | { unavailable: string } = { unavailable: "no sandbox runtime" },
   codeRuntime?: CodeRuntime,
+  models: {
+    /** Models found at start-up, offered in every project. */
+    discovered?: readonly DiscoveredUpstream[];
+    /** Where `api_key_env` keys are read from, at each call. */
+    env?: NodeJS.ProcessEnv;
+  } = {},
 ) {
   const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
   codeRuntime ??= new CodeRuntime(store.agents, blobs, codeRuntimeOptions(config, log));
@@ -162,6 +171,14 @@ export function createServices(
       (await inspectZip(file, zipLimitsOf(config), entryPoint)).unpackedBytes,
     maxZipBytes: config.maxZipBytes,
   });
+  const deployments = new DeploymentService({
+    deployments: store.deployments,
+    projects: store.projects,
+    secrets: SecretBox.open(config.dataDir),
+    discovered: models.discovered ?? [],
+    env: models.env ?? process.env,
+    clock,
+  });
   return {
     agents,
     code,
@@ -178,7 +195,11 @@ export function createServices(
     }),
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
-    gateway: noModels,
+    deployments,
+    gateway: new OpenAiGateway(deployments, {
+      timeoutMs: config.upstreamTimeoutSeconds * 1000,
+      retries: config.upstreamRetries,
+    }),
     projects: store.projects,
     clock,
   };
@@ -234,6 +255,8 @@ export interface RunningService {
   newAdminKey?: string;
   /** The sandbox driver in use, or why sessions cannot run here. */
   sandboxes: { driver: string; isolated: boolean } | { unavailable: string };
+  /** Models discovered at start-up (none when discovery is off), and stored deployments. */
+  models: Discovery & { stored: number };
   /** Stops accepting requests, finishes the ones in flight, closes the store. */
   close(): Promise<void>;
 }
@@ -250,6 +273,10 @@ export async function startService(config: Config): Promise<RunningService> {
     // Installs reach the registry the host's npm uses, trusting the CA it trusts.
     codeRuntimeOptions(config, log, hostNpmSettings),
   );
+  // Asked while the sandboxes are being prepared (a few seconds at most).
+  const discovering: Promise<Discovery> = config.modelDiscovery
+    ? discoverModels({ env: process.env, ollamaUrl: config.ollamaUrl })
+    : Promise.resolve({ upstreams: [], failures: [] });
   let origin = "";
   const sandboxes = await openSandboxes(
     store,
@@ -262,7 +289,15 @@ export async function startService(config: Config): Promise<RunningService> {
     log.warn({ reason: sandboxes.unavailable }, "sessions are unavailable");
     codeRuntime.useSandbox(sandboxes); // and so are dependency installs
   }
-  const services = createServices(store, config, log, systemClock, sandboxes, codeRuntime);
+  const discovery = await discovering;
+  for (const failure of discovery.failures) log.warn({ failure }, "model discovery failed");
+  const services = createServices(store, config, log, systemClock, sandboxes, codeRuntime, {
+    discovered: discovery.upstreams,
+    env: process.env,
+  });
+  let storedDeployments = 0;
+  for (const project of await store.projects.list())
+    storedDeployments += (await store.deployments.list(project)).length;
   const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
   const tls = !config.tls
     ? undefined
@@ -306,6 +341,7 @@ export async function startService(config: Config): Promise<RunningService> {
       "unavailable" in sandboxes
         ? sandboxes
         : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
+    models: { ...discovery, stored: storedDeployments },
     async close() {
       await app.close();
       // A running install is killed first (its version stays `creating`), then the sessions.

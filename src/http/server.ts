@@ -22,6 +22,8 @@ import { sessionFileRoutes } from "./routes/sessionFileRoutes.js";
 import type { SessionService } from "../sessions/sessionService.js";
 import type { ModelGateway } from "../gateway/modelGateway.js";
 import { openaiRoutes } from "./routes/openaiRoutes.js";
+import type { DeploymentService } from "../gateway/deploymentService.js";
+import { deploymentAdminRoutes, deploymentRoutes } from "./routes/deploymentRoutes.js";
 
 export interface HttpServices {
   agents: AgentService;
@@ -31,6 +33,7 @@ export interface HttpServices {
   projects: ProjectRepository;
   sessions: SessionService;
   gateway: ModelGateway;
+  deployments: DeploymentService;
   clock: Clock;
 }
 
@@ -88,6 +91,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       codeDownloadRoute(project, services.code);
       manifestRoutes(project, services.manifests, services.agents);
       sessionRoutes(project, services.sessions);
+      deploymentRoutes(project, services.deployments);
       sessionFileRoutes(project, services.sessions, {
         keepAliveMs: options.logKeepAliveMs ?? 60_000,
       });
@@ -108,6 +112,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
     async (admin) => {
       admin.addHook("onRequest", adminAuth(services.keys));
       adminRoutes(admin, services.keys, services.projects, services.clock);
+      deploymentAdminRoutes(admin, services.deployments);
     },
     { prefix: "/admin" },
   );

@@ -1,0 +1,53 @@
+import { request } from "node:https";
+import { Readable } from "node:stream";
+import OpenAI from "openai";
+import type { TestServer } from "./server.js";
+
+/**
+ * The unmodified `openai` client against a test server's `/openai/v1`, trusting the server's
+ * generated CA. Node's own fetch reads extra CAs only at process start (NODE_EXTRA_CA_CERTS),
+ * so the client is handed a fetch over node:https that trusts it; bodies stream through.
+ */
+export function openaiClient(
+  server: Pick<TestServer, "endpoint" | "caPem">,
+  apiKey: string,
+  options: { project?: string } = {},
+) {
+  const endpoint = options.project
+    ? server.endpoint.replace(/\/default$/, `/${options.project}`)
+    : server.endpoint;
+  return new OpenAI({
+    baseURL: `${endpoint}/openai/v1`,
+    apiKey,
+    maxRetries: 0,
+    fetch: trustingFetch(server.caPem),
+  });
+}
+
+function trustingFetch(ca: Buffer) {
+  return (url: string | URL | Request, init: RequestInit = {}): Promise<Response> =>
+    new Promise((resolve, reject) => {
+      const req = request(
+        String(url instanceof Request ? url.url : url),
+        {
+          method: init.method ?? "GET",
+          headers: Object.fromEntries(new Headers(init.headers).entries()),
+          ca,
+          signal: init.signal ?? undefined,
+        },
+        (res) => {
+          const headers = new Headers();
+          for (const [name, value] of Object.entries(res.headers))
+            for (const v of Array.isArray(value) ? value : [value ?? ""]) headers.append(name, v);
+          resolve(
+            new Response(Readable.toWeb(res) as ReadableStream, {
+              status: res.statusCode,
+              headers,
+            }),
+          );
+        },
+      );
+      req.on("error", reject);
+      req.end(typeof init.body === "string" ? init.body : undefined);
+    });
+}
