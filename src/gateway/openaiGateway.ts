@@ -4,6 +4,7 @@ import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from "openai"
 import { AppError } from "../domain/errors.js";
 import type { DeploymentService, DeploymentTarget } from "./deploymentService.js";
 import type { ChatCompletionChunk, ChatRequest, ModelGateway } from "./modelGateway.js";
+import { upstreamFetch } from "./upstreamFetch.js";
 
 export interface GatewayOptions {
   /** Longest silence of an upstream: before its first chunk, and between two. */
@@ -26,6 +27,7 @@ const maxBackoffMs = 1000;
 export class OpenAiGateway implements ModelGateway {
   /** One client per deployment, replaced when the deployment (or its key) changes. */
   private readonly clients = new Map<string, { fingerprint: string; client: OpenAI }>();
+  private readonly fetch = upstreamFetch();
 
   constructor(
     private readonly catalog: DeploymentService,
@@ -51,6 +53,13 @@ export class OpenAiGateway implements ModelGateway {
       stream_options: { include_usage: true },
     };
     const say = (what: string) => redact(`Deployment '${deployment}': ${what}`, target.apiKey);
+    const timeout = () =>
+      new AppError(
+        "upstream_timeout",
+        say(
+          `the model server sent nothing for ${this.options.timeoutMs / 1000} s (upstreamTimeoutSeconds).`,
+        ),
+      );
     for (let attempt = 0; ; attempt++) {
       const call = new Deadline(this.options.timeoutMs, signal);
       let yielded = false;
@@ -63,15 +72,11 @@ export class OpenAiGateway implements ModelGateway {
           yield chunk;
           call.arm();
         }
+        // The client ends a stream it was made to abort without an error: say why it ended.
+        if (call.timedOut) throw timeout();
         return;
       } catch (err) {
-        if (call.timedOut)
-          throw new AppError(
-            "upstream_timeout",
-            say(
-              `the model server sent nothing for ${this.options.timeoutMs / 1000} s (upstreamTimeoutSeconds).`,
-            ),
-          );
+        if (call.timedOut) throw timeout();
         if (signal?.aborted) throw err;
         const failure = describe(err, target.deployment.baseUrl);
         if (!yielded && failure.retryable && attempt < this.options.retries) {
@@ -108,6 +113,7 @@ export class OpenAiGateway implements ModelGateway {
       project: null,
       adminAPIKey: null,
       webhookSecret: null,
+      fetch: this.fetch,
       maxRetries: 0,
       // The deadline above is the one that applies; this only backs it up.
       timeout: this.options.timeoutMs + 5000,
