@@ -29,12 +29,15 @@ import { checkUidRange, parseUidRange } from "./sandbox/uidPool.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
 import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
-import { noModels, type ModelGateway } from "./gateway/modelGateway.js";
 import { Meter } from "./gateway/metering.js";
 import { SessionForwarder } from "./forwarder/sessionForwarder.js";
 import { ConversationService } from "./responses/conversationService.js";
 import { ResponseService } from "./responses/responseService.js";
 import { McpTools } from "./tools/mcp.js";
+import { DeploymentService } from "./gateway/deploymentService.js";
+import { discoverModels, type DiscoveredUpstream, type Discovery } from "./gateway/discovery.js";
+import { OpenAiGateway } from "./gateway/openaiGateway.js";
+import { SecretBox } from "./gateway/secretBox.js";
 
 /** The composition root: picks the implementations and wires them together. */
 
@@ -148,7 +151,12 @@ export function createServices(
   clock: Clock = systemClock,
   sandboxes: SessionRuntime | { unavailable: string } = { unavailable: "no sandbox runtime" },
   codeRuntime?: CodeRuntime,
-  gateway: ModelGateway = noModels,
+  models: {
+    /** Models found at start-up, offered in every project. */
+    discovered?: readonly DiscoveredUpstream[];
+    /** Where `api_key_env` keys are read from, at each call. */
+    env?: NodeJS.ProcessEnv;
+  } = {},
 ) {
   const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
   codeRuntime ??= new CodeRuntime(store.agents, blobs, codeRuntimeOptions(config, log));
@@ -167,6 +175,18 @@ export function createServices(
     checkZip: async (file, entryPoint) =>
       (await inspectZip(file, zipLimitsOf(config), entryPoint)).unpackedBytes,
     maxZipBytes: config.maxZipBytes,
+  });
+  const deployments = new DeploymentService({
+    deployments: store.deployments,
+    projects: store.projects,
+    secrets: SecretBox.open(config.dataDir),
+    discovered: models.discovered ?? [],
+    env: models.env ?? process.env,
+    clock,
+  });
+  const gateway = new OpenAiGateway(deployments, {
+    timeoutMs: config.upstreamTimeoutSeconds * 1000,
+    retries: config.upstreamRetries,
   });
   const sessions = new SessionService({
     agents: store.agents,
@@ -205,6 +225,7 @@ export function createServices(
     mcp,
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
+    deployments,
     gateway,
     projects: store.projects,
     clock,
@@ -261,6 +282,8 @@ export interface RunningService {
   newAdminKey?: string;
   /** The sandbox driver in use, or why sessions cannot run here. */
   sandboxes: { driver: string; isolated: boolean } | { unavailable: string };
+  /** Models discovered at start-up (none when discovery is off), and stored deployments. */
+  models: Discovery & { stored: number };
   /** Stops accepting requests, finishes the ones in flight, closes the store. */
   close(): Promise<void>;
 }
@@ -277,6 +300,10 @@ export async function startService(config: Config): Promise<RunningService> {
     // Installs reach the registry the host's npm uses, trusting the CA it trusts.
     codeRuntimeOptions(config, log, hostNpmSettings),
   );
+  // Asked while the sandboxes are being prepared (a few seconds at most).
+  const discovering: Promise<Discovery> = config.modelDiscovery
+    ? discoverModels({ env: process.env, ollamaUrl: config.ollamaUrl })
+    : Promise.resolve({ upstreams: [], failures: [] });
   let origin = "";
   const sandboxes = await openSandboxes(
     store,
@@ -289,7 +316,15 @@ export async function startService(config: Config): Promise<RunningService> {
     log.warn({ reason: sandboxes.unavailable }, "sessions are unavailable");
     codeRuntime.useSandbox(sandboxes); // and so are dependency installs
   }
-  const services = createServices(store, config, log, systemClock, sandboxes, codeRuntime);
+  const discovery = await discovering;
+  for (const failure of discovery.failures) log.warn({ failure }, "model discovery failed");
+  const services = createServices(store, config, log, systemClock, sandboxes, codeRuntime, {
+    discovered: discovery.upstreams,
+    env: process.env,
+  });
+  let storedDeployments = 0;
+  for (const project of await store.projects.list())
+    storedDeployments += (await store.deployments.list(project)).length;
   const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
   const tls = !config.tls
     ? undefined
@@ -333,6 +368,7 @@ export async function startService(config: Config): Promise<RunningService> {
       "unavailable" in sandboxes
         ? sandboxes
         : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
+    models: { ...discovery, stored: storedDeployments },
     async close() {
       services.responses.close();
       await app.close();

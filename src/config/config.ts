@@ -144,6 +144,14 @@ const configSchema = z.object({
   mcpTimeoutSeconds: z.coerce.number().min(0.1).default(30),
   /** A log stream with nothing to say sends a status line this often. */
   logKeepAliveSeconds: z.coerce.number().min(0.1).default(60),
+  /** Longest silence of a model server: before its first chunk, and between two. */
+  upstreamTimeoutSeconds: z.coerce.number().min(0.1).default(120),
+  /** Retries of a 429, 5xx or connection failure before a model server's first chunk. */
+  upstreamRetries: z.coerce.number().int().min(0).max(10).default(2),
+  /** Offer the models of OPENAI_API_KEY's server and of a local Ollama in every project. */
+  modelDiscovery: z.boolean().default(true),
+  /** Where discovery looks for Ollama (its OpenAI-compatible API root). */
+  ollamaUrl: z.url({ protocol: /^https?$/ }).default("http://127.0.0.1:11434/v1"),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -214,6 +222,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["budgetWallClockSeconds", env.AGENTHOST_BUDGET_WALL_CLOCK_SECONDS],
     ["mcpTimeoutSeconds", env.AGENTHOST_MCP_TIMEOUT_SECONDS],
     ["logKeepAliveSeconds", env.AGENTHOST_LOG_KEEPALIVE_SECONDS],
+    ["upstreamTimeoutSeconds", env.AGENTHOST_UPSTREAM_TIMEOUT_SECONDS],
+    ["upstreamRetries", env.AGENTHOST_UPSTREAM_RETRIES],
+    ["modelDiscovery", bool(env.AGENTHOST_MODEL_DISCOVERY)],
+    ["ollamaUrl", env.AGENTHOST_OLLAMA_URL],
     ["logLevel", env.AGENTHOST_LOG_LEVEL],
   ];
   return Object.fromEntries(entries.filter(([, v]) => v !== undefined && v !== "")) as ConfigInput;

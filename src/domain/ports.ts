@@ -166,6 +166,37 @@ export interface ManifestRepository {
   delete(project: string, name: string, version?: number): Promise<boolean>;
 }
 
+/** A model deployment as stored: its key only ever as ciphertext. */
+export interface StoredDeployment {
+  project: string;
+  /** What a request's `model` names. */
+  name: string;
+  /** The upstream's model id. */
+  model: string;
+  /** An OpenAI-compatible API root, ending in `/v1`. */
+  baseUrl: string;
+  /** The sealed API key, or null. */
+  apiKeyCiphertext: string | null;
+  /** The service's environment variable holding the key (read at each call), or null. */
+  apiKeyEnv: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Model deployments, one row per (project, name). */
+export interface DeploymentRepository {
+  get(project: string, name: string): Promise<StoredDeployment | undefined>;
+  /** Ordered by name. */
+  list(project: string): Promise<StoredDeployment[]>;
+  /**
+   * Creates or replaces the deployment atomically; a replaced one keeps its `createdAt`.
+   * Returns the row as stored and whether it is new.
+   */
+  put(deployment: StoredDeployment): Promise<{ deployment: StoredDeployment; created: boolean }>;
+  /** False when there was none. */
+  delete(project: string, name: string): Promise<boolean>;
+}
+
 export interface ProjectRepository {
   exists(name: string): Promise<boolean>;
   /** Idempotent. */
@@ -216,6 +247,7 @@ export interface Store {
   readonly responses: ResponseRepository;
   readonly conversations: ConversationRepository;
   readonly usage: UsageRepository;
+  readonly deployments: DeploymentRepository;
   /** Creates or upgrades the schema; safe to call on every start. */
   migrate(): Promise<void>;
   close(): Promise<void>;

@@ -1,6 +1,7 @@
 import type { Conversation } from "../responses/ports.js";
 import type { Agent, Page, Session, Version } from "../domain/model.js";
 import type { ApiKey } from "../domain/ports.js";
+import type { Deployment } from "../gateway/deploymentService.js";
 
 /* The only bridge from entities to the wire (contract §4). Timestamps are Unix seconds. */
 
@@ -104,3 +105,31 @@ export const presentConversation = (c: Conversation) => ({
   created_at: c.createdAt,
   metadata: c.metadata,
 });
+/** A deployment for admins: where it points, never its key (only whether one is stored). */
+export function presentDeployment(d: Deployment) {
+  return {
+    object: "deployment" as const,
+    name: d.name,
+    model: d.model,
+    base_url: d.baseUrl,
+    api_key: d.hasApiKey ? ("set" as const) : null,
+    api_key_env: d.apiKeyEnv,
+    source: d.source,
+    created_at: d.createdAt,
+    updated_at: d.updatedAt,
+  };
+}
+
+/** A deployment as Foundry's `deployments.get()` reads it (`ModelDeployment`). */
+export function presentModelDeployment(d: Deployment) {
+  return {
+    type: "ModelDeployment" as const,
+    name: d.name,
+    modelName: d.model,
+    modelVersion: "",
+    modelPublisher: new URL(d.baseUrl).host,
+    capabilities: { chat_completion: "true" },
+    sku: { name: "agenthost", capacity: 0, family: "", size: "", tier: "" },
+    connectionName: "",
+  };
+}

@@ -25,6 +25,8 @@ import { openaiRoutes } from "./routes/openaiRoutes.js";
 import { responseRoutes } from "./routes/responseRoutes.js";
 import type { ResponseService } from "../responses/responseService.js";
 import type { ConversationService } from "../responses/conversationService.js";
+import type { DeploymentService } from "../gateway/deploymentService.js";
+import { deploymentAdminRoutes, deploymentRoutes } from "./routes/deploymentRoutes.js";
 
 export interface HttpServices {
   agents: AgentService;
@@ -36,6 +38,7 @@ export interface HttpServices {
   gateway: ModelGateway;
   responses: ResponseService;
   conversations: ConversationService;
+  deployments: DeploymentService;
   clock: Clock;
 }
 
@@ -98,6 +101,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
           responseRoutes(agentOpenai, services.responses, services.conversations),
         { prefix: "/agents/:name/endpoint/protocols/openai" },
       );
+      deploymentRoutes(project, services.deployments);
       sessionFileRoutes(project, services.sessions, {
         keepAliveMs: options.logKeepAliveMs ?? 60_000,
       });
@@ -119,6 +123,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
     async (admin) => {
       admin.addHook("onRequest", adminAuth(services.keys));
       adminRoutes(admin, services.keys, services.projects, services.clock);
+      deploymentAdminRoutes(admin, services.deployments);
     },
     { prefix: "/admin" },
   );

@@ -53,6 +53,8 @@ export async function startServer(
         AGENTHOST_PORT: "0",
         AGENTHOST_ADMIN_KEY: testAdminKey,
         AGENTHOST_LOG_LEVEL: "warn",
+        // Whatever OPENAI_API_KEY or Ollama this host has, tests see only their own models.
+        AGENTHOST_MODEL_DISCOVERY: "off",
         ...options.env,
       },
       stdio: ["ignore", "pipe", "pipe"],

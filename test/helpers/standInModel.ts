@@ -32,6 +32,8 @@ export interface ScriptedAnswer {
   errorMessage?: string;
   /** Accept the request and never answer. */
   silent?: boolean;
+  /** Stream this many text deltas, then fall silent (the connection stays open). */
+  stallAfterChunks?: number;
   usage?: { prompt_tokens: number; completion_tokens: number };
 }
 
@@ -201,7 +203,8 @@ async function respond(request: RecordedRequest, answer: ScriptedAnswer, res: ht
     );
   if (answer.delayMs) await sleep(answer.delayMs);
   send({ choices: [{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }] });
-  for (const delta of deltas) {
+  for (const [i, delta] of deltas.entries()) {
+    if (i === answer.stallAfterChunks) return;
     if (answer.delayMs) await sleep(answer.delayMs);
     if (res.destroyed) return;
     send({ choices: [{ index: 0, delta: { content: delta }, finish_reason: null }] });

@@ -137,5 +137,43 @@ export function storeSuite(
       assert.equal(await store.keys.findByHash("hash-1"), undefined);
       assert.equal(await store.keys.revoke("key_1", 3), false);
     });
+
+    it("deployments: put creates then replaces (keeping created_at), listed by name, deleted", async () => {
+      const d = {
+        project: "default",
+        name: "m2",
+        model: "llama3.2",
+        baseUrl: "http://127.0.0.1:11434/v1",
+        apiKeyCiphertext: null,
+        apiKeyEnv: null,
+        createdAt: 10,
+        updatedAt: 10,
+      };
+      assert.deepEqual(await store.deployments.put(d), { deployment: d, created: true });
+      await store.deployments.put({ ...d, name: "m1", apiKeyEnv: "OPENAI_API_KEY" });
+      const replaced = await store.deployments.put({
+        ...d,
+        model: "qwen3",
+        apiKeyCiphertext: "v1.sealed",
+        createdAt: 20,
+        updatedAt: 20,
+      });
+      assert.equal(replaced.created, false);
+      assert.deepEqual(replaced.deployment, {
+        ...d,
+        model: "qwen3",
+        apiKeyCiphertext: "v1.sealed",
+        updatedAt: 20,
+      });
+      assert.deepEqual(await store.deployments.get("default", "m2"), replaced.deployment);
+      assert.deepEqual(
+        (await store.deployments.list("default")).map((x) => x.name),
+        ["m1", "m2"],
+      );
+      assert.deepEqual(await store.deployments.list("other"), []);
+      assert.equal(await store.deployments.delete("default", "m2"), true);
+      assert.equal(await store.deployments.delete("default", "m2"), false);
+      assert.equal(await store.deployments.get("default", "m2"), undefined);
+    });
   });
 }

@@ -125,6 +125,26 @@ export const migrations: readonly { id: number; sql: string }[] = [
     `,
   },
   {
+    id: 5,
+    sql: `
+      -- Model deployments: what a request's \`model\` names. A key is stored encrypted
+      -- (AES-256-GCM with the data directory's secret.key) or named by an environment
+      -- variable of the service (api_key_env); neither for servers that need none.
+      CREATE TABLE deployments (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        model TEXT NOT NULL,
+        base_url TEXT NOT NULL,
+        api_key_ciphertext TEXT,
+        api_key_env TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (project, name),
+        CHECK (api_key_ciphertext IS NULL OR api_key_env IS NULL)
+      ) WITHOUT ROWID;
+    `,
+  },
+  {
     id: 6,
     sql: `
       -- Responses (store: true): the object as presented, this call's input items, and a

@@ -2,6 +2,7 @@ import Database from "better-sqlite3";
 import type { Database as Db } from "better-sqlite3";
 import type {
   ApiKey,
+  DeploymentRepository,
   KeyRepository,
   ManifestRepository,
   ProjectRepository,
@@ -9,6 +10,7 @@ import type {
 } from "../../domain/ports.js";
 import { SqliteManifestRepository } from "./sqliteManifestRepository.js";
 import { SqliteAgentRepository } from "./sqliteAgentRepository.js";
+import { SqliteDeploymentRepository } from "./sqliteDeploymentRepository.js";
 import { migrations } from "./migrations.js";
 import { SqliteSessionRepository } from "./sqliteSessionRepository.js";
 import { StatementCache } from "./statementCache.js";
@@ -32,6 +34,7 @@ export class SqliteStore implements Store {
   readonly responses: SqliteResponseRepository;
   readonly conversations: SqliteConversationRepository;
   readonly usage: SqliteUsageRepository;
+  readonly deployments: DeploymentRepository;
   private readonly db: Db;
 
   constructor(file: string) {
@@ -48,6 +51,7 @@ export class SqliteStore implements Store {
     this.responses = new SqliteResponseRepository(this.db);
     this.conversations = new SqliteConversationRepository(this.db);
     this.usage = new SqliteUsageRepository(this.db);
+    this.deployments = new SqliteDeploymentRepository(this.db);
   }
 
   async migrate(): Promise<void> {
