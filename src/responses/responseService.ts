@@ -200,6 +200,8 @@ export class ResponseService {
           },
           run.abort.signal,
         );
+        // A cancelled upstream call may end quietly: what was cut short is not complete.
+        run.abort.signal.throwIfAborted();
         response = {
           ...response,
           status: "completed",

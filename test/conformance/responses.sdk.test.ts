@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { AIProjectClient } from "@azure/ai-projects";
-import OpenAI, { APIError } from "openai";
+import type { APIError } from "openai";
+import type OpenAI from "openai";
 import { openaiClient, projectOpenAI } from "../helpers/openaiClient.js";
 import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
 import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
