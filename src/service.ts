@@ -30,6 +30,8 @@ import { SessionRuntime } from "./sessions/sessionRuntime.js";
 import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
 import { noModels } from "./gateway/modelGateway.js";
+import { SandboxRelay } from "./gateway/sandboxRelay.js";
+import { SessionTokens } from "./gateway/sessionTokens.js";
 
 /** The composition root: picks the implementations and wires them together. */
 
@@ -57,7 +59,7 @@ async function openSandboxes(
   config: Config,
   log: Logger,
   codeRuntime: CodeRuntime,
-  projectEndpoint: (project: string) => string,
+  relay: { relay: SandboxRelay; tokens: SessionTokens },
 ): Promise<SessionRuntime | { unavailable: string }> {
   if (process.getuid?.() !== 0)
     return {
@@ -91,8 +93,8 @@ async function openSandboxes(
   });
   const driver =
     config.sandboxDriver === "bwrap"
-      ? new BwrapDriver(host, cgroups)
-      : new ProcessDriver(host, cgroups);
+      ? new BwrapDriver(host, cgroups, relay.relay)
+      : new ProcessDriver(host, cgroups, relay.relay);
   codeRuntime.useSandbox(driver);
   if (!driver.isolated)
     log.warn(
@@ -120,7 +122,7 @@ async function openSandboxes(
         totalMemoryBytes: config.logMemoryBytes,
         sessionBytesPerSecond: config.sessionLogRateBytes,
       },
-      projectEndpoint,
+      tokens: relay.tokens,
       volumes,
       log,
     },
@@ -143,6 +145,7 @@ export function createServices(
   clock: Clock = systemClock,
   sandboxes: SessionRuntime | { unavailable: string } = { unavailable: "no sandbox runtime" },
   codeRuntime?: CodeRuntime,
+  sessionTokens = new SessionTokens(),
 ) {
   const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
   codeRuntime ??= new CodeRuntime(store.agents, blobs, codeRuntimeOptions(config, log));
@@ -179,6 +182,7 @@ export function createServices(
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
     gateway: noModels,
+    sessionTokens,
     projects: store.projects,
     clock,
   };
@@ -250,19 +254,22 @@ export async function startService(config: Config): Promise<RunningService> {
     // Installs reach the registry the host's npm uses, trusting the CA it trusts.
     codeRuntimeOptions(config, log, hostNpmSettings),
   );
-  let origin = "";
-  const sandboxes = await openSandboxes(
-    store,
-    config,
-    log,
-    codeRuntime,
-    (p) => `${origin}/api/projects/${p}`,
-  );
+  // Sandboxes reach the service's own app through their relays, with their sessions' tokens.
+  const relay = { relay: new SandboxRelay(), tokens: new SessionTokens() };
+  const sandboxes = await openSandboxes(store, config, log, codeRuntime, relay);
   if ("unavailable" in sandboxes) {
     log.warn({ reason: sandboxes.unavailable }, "sessions are unavailable");
     codeRuntime.useSandbox(sandboxes); // and so are dependency installs
   }
-  const services = createServices(store, config, log, systemClock, sandboxes, codeRuntime);
+  const services = createServices(
+    store,
+    config,
+    log,
+    systemClock,
+    sandboxes,
+    codeRuntime,
+    relay.tokens,
+  );
   const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
   const tls = !config.tls
     ? undefined
@@ -291,12 +298,13 @@ export async function startService(config: Config): Promise<RunningService> {
     await store.close();
     throw err;
   }
+  relay.relay.serve((req, res) => app.routing(req, res));
   const resumed = await services.codeRuntime.resumeInterrupted();
   if (resumed > 0) log.info({ versions: resumed }, "resuming interrupted builds");
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const host = config.host === "::" || config.host === "0.0.0.0" ? "localhost" : config.host;
-  origin = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const origin = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   return {
     app,
     origin,
