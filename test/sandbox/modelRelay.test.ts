@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { relayPort } from "../../src/sandbox/bwrapDriver.js";
-import { probeBwrap } from "../../src/sandbox/bwrapDriver.js";
+import { probeBwrap, relayPort } from "../../src/sandbox/bwrapDriver.js";
 import { deployFixture, openaiPackage } from "../helpers/agents.js";
 import {
   httpsJson,
@@ -69,11 +70,15 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
   });
 
   /** One command to the session's agent; what the agent saw, as JSON. */
-  async function ask<T>(session: string, command: Record<string, unknown>): Promise<T> {
+  async function ask<T>(
+    session: string,
+    command: Record<string, unknown>,
+    agentName = agent,
+  ): Promise<T> {
     const r = await httpsJson(
       server,
       "POST",
-      `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
+      `${server.endpoint}/agents/${agentName}/endpoint/protocols/openai/responses?api-version=v1`,
       {
         headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
         body: JSON.stringify({ input: JSON.stringify(command), agent_session_id: session }),
@@ -94,6 +99,29 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
     assert.equal(envA.FOUNDRY_PROJECT_ENDPOINT, `${relayOrigin}/api/projects/default`);
     assert.match(envA.OPENAI_API_KEY, /^ahs_[A-Za-z0-9_-]{43}$/);
     assert.ok(!server.output().includes(envA.OPENAI_API_KEY), "the token is in no log line");
+    assert.match(consoleOf(a), /starting sandbox \(bwrap, warm\)/, "a warm pool sandbox");
+  });
+
+  const consoleOf = (id: string) =>
+    readFileSync(path.join(server.dataDir, "sessions/default", agent, id, "console.log"), "utf8");
+
+  it("serves each sandbox on a socket of its own that only its uid may connect to", () => {
+    const dir = path.join(server.dataDir, "sandbox/relay");
+    const info = statSync(dir);
+    assert.equal(info.uid, 0, "the relay directory is root's");
+    assert.equal(info.mode & 0o777, 0o711, "and only root may write it");
+    const home = statSync(path.join(server.dataDir, "sessions/default", agent, a, "home"));
+    const sockets = readdirSync(dir).map((name) => statSync(path.join(dir, name)));
+    assert.ok(sockets.length >= 1, "one socket per running sandbox");
+    assert.ok(
+      sockets.some((s) => s.uid === home.uid),
+      "the session's socket belongs to its uid",
+    );
+    for (const s of sockets) {
+      assert.ok(s.isSocket());
+      assert.equal(s.mode & 0o777, 0o600, "connectable by its sandbox's uid alone");
+      assert.ok(s.uid >= 1879048192, `a sandbox uid, never root: ${s.uid}`);
+    }
   });
 
   it("lists the project's models through the relay (new OpenAI(), env only)", async () => {
@@ -175,9 +203,10 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
     });
     assert.equal(stolen.status, 401, JSON.stringify(stolen));
 
-    // After A's sandbox stops, its token is gone; A's next start gets a new one.
+    // After A's sandbox stops, its token is gone; A's next start (cold) gets a new one.
     await client.agents.stopSession(agent, a);
     const resumed = await ask<Env>(a, { op: "env" });
+    assert.match(consoleOf(a), /starting sandbox \(bwrap\) for/, "a cold start");
     assert.notEqual(resumed.OPENAI_API_KEY, envA.OPENAI_API_KEY, "a new sandbox, a new token");
     const old = await ask<Raw>(a, {
       op: "raw",
@@ -187,5 +216,14 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
     assert.equal(old.status, 401, `the stopped sandbox's token: ${JSON.stringify(old)}`);
     const fresh = await ask<Outcome>(a, { op: "models" });
     assert.equal(fresh.ok, true, JSON.stringify(fresh));
+  });
+
+  it("relays a Python agent's calls too (loader.py)", async () => {
+    const py = `${agent}-py`;
+    await deployFixture(client, py, "model-caller");
+    const session = (await client.agents.createSession(py, v1)).agent_session_id;
+    const got = await ask<{ status: number; body: { object: string } }>(session, {}, py);
+    assert.equal(got.status, 200, JSON.stringify(got));
+    assert.equal(got.body.object, "list");
   });
 });
