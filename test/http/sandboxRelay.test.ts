@@ -22,9 +22,13 @@ function get(
   socketPath: string,
   urlPath: string,
   token?: string,
+  extra: Record<string, string> = {},
 ): Promise<{ status: number; body: { error?: { code: string } } }> {
   return new Promise((resolve, reject) => {
-    const headers = token === undefined ? {} : { authorization: `Bearer ${token}` };
+    const headers = {
+      ...extra,
+      ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+    };
     const req = http.get({ socketPath, path: urlPath, headers, agent: false }, (res) => {
       let text = "";
       res.on("data", (c: Buffer) => (text += String(c)));
@@ -111,6 +115,11 @@ describe("the sandbox relay (host side)", { skip }, () => {
       401,
       "no admin from a sandbox",
     );
+    const asUser = await get(a, "/api/projects/default/openai/v1/models", token, {
+      "x-ms-user-identity": "someone",
+    });
+    assert.equal(asUser.status, 403, "a token acts for its session's owner only");
+    assert.equal(asUser.body.error?.code, "user_identity_not_allowed");
     const key = await get(a, "/api/projects/default/openai/v1/models", test.adminKey);
     assert.equal(key.status, 401, "an API key is not taken through a relay");
     assert.equal(

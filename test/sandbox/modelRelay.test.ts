@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { probeBwrap, relayPort } from "../../src/sandbox/bwrapDriver.js";
 import { deployFixture, openaiPackage } from "../helpers/agents.js";
@@ -225,5 +226,24 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
     const got = await ask<{ status: number; body: { object: string } }>(session, {}, py);
     assert.equal(got.status, 200, JSON.stringify(got));
     assert.equal(got.body.object, "list");
+  });
+
+  it("fails a start whose PORT is the relay's, saying so", async () => {
+    const clash = `${agent}-port`;
+    await deployFixture(client, clash, "echo-node", { env: { PORT: String(relayPort) } });
+    const session = (await client.agents.createSession(clash, v1)).agent_session_id;
+    let raw: { status: number; body: Record<string, unknown> } | undefined;
+    for (let i = 0; i < 200; i++) {
+      raw = await httpsJson(
+        server,
+        "GET",
+        `${server.endpoint}/agents/${clash}/endpoint/sessions/${session}?api-version=v1`,
+        { headers: { authorization: `Bearer ${server.adminKey}` } },
+      );
+      if (raw.body.status !== "creating") break;
+      await sleep(50);
+    }
+    assert.equal(raw?.body.status, "failed", JSON.stringify(raw?.body));
+    assert.match(String(raw?.body.termination_message), /relay/, JSON.stringify(raw?.body));
   });
 });
