@@ -35,7 +35,8 @@ export class ProcessDriver implements SandboxDriver {
     const uid = options.uid ?? this.host.uid;
     const socket = this.host.relaySocketOf(options.id);
     const relay = await this.relay?.listen(options.id, socket, uid);
-    const relayPort = relay ? await freePort() : 0;
+    // Two ports at once, so the agent's and the relay's are never the same.
+    const [agentPort = 0, relayPort = 0] = await freePorts(2);
     const listener = await this.host.listen(options.id);
     const [command, ...args] = loaderCommand(options, this.host.file("."), 3);
     const child = spawn(command!, args, {
@@ -53,7 +54,7 @@ export class ProcessDriver implements SandboxDriver {
       home: options.homeDir,
     });
     if (relay) sandbox.useRelay({ port: relayPort, socket, close: relay.close });
-    sandbox.overrideEnv({ PORT: String(await freePort()) });
+    sandbox.overrideEnv({ PORT: String(agentPort) });
     try {
       await cgroup.add(child.pid!);
     } catch (err) {
@@ -99,13 +100,25 @@ export class ProcessDriver implements SandboxDriver {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
+/** `n` distinct free ports of the host's loopback (all held until each is known). */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  try {
+    return await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<number>((resolve, reject) => {
+            server.once("error", reject);
+            server.listen(0, "127.0.0.1", () => {
+              const address = server.address();
+              resolve(typeof address === "object" && address ? address.port : 0);
+            });
+          }),
+      ),
+    );
+  } finally {
+    await Promise.all(
+      servers.map((s) => new Promise((resolve) => (s.listening ? s.close(resolve) : resolve(0)))),
+    );
+  }
 }

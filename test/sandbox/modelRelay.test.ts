@@ -247,3 +247,55 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
     assert.match(String(raw?.body.termination_message), /relay/, JSON.stringify(raw?.body));
   });
 });
+
+describe("the relay with the process driver (unisolated)", { skip }, () => {
+  let server: TestServer;
+
+  after(async () => {
+    await server?.stop();
+    if (server) removeDir(server.dataDir);
+  });
+
+  it("relays through a free port of the host's loopback, with the same token rules", async () => {
+    server = await startServer({
+      env: { AGENTHOST_SANDBOX_DRIVER: "process", AGENTHOST_WARM_POOL_SIZE: "0" },
+    });
+    const client = sdk(server, server.adminKey);
+    const agent = `caller-process-${process.pid}`;
+    await deployFixture(client, agent, "model-caller-node", { extraDirs: [openaiPackage] });
+    const session = (
+      await client.agents.createSession(agent, { type: "version_ref", agent_version: "1" })
+    ).agent_session_id;
+    const ask = async <T>(command: Record<string, unknown>): Promise<T> => {
+      const r = await httpsJson(
+        server,
+        "POST",
+        `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
+        {
+          headers: {
+            authorization: `Bearer ${server.adminKey}`,
+            "content-type": "application/json",
+          },
+          body: JSON.stringify({ input: JSON.stringify(command), agent_session_id: session }),
+        },
+      );
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      const output = r.body.output as { content: { text: string }[] }[];
+      return JSON.parse(output[0]!.content[0]!.text) as T;
+    };
+    const env = await ask<Env>({ op: "env" });
+    const port = new URL(env.OPENAI_BASE_URL).port;
+    assert.notEqual(port, new URL(server.origin).port);
+    assert.match(
+      env.OPENAI_BASE_URL,
+      /^http:\/\/127\.0\.0\.1:\d+\/api\/projects\/default\/openai\/v1$/,
+    );
+    const models = await ask<Outcome>({ op: "models" });
+    assert.equal(models.ok, true, JSON.stringify(models));
+    const control = await ask<Raw>({
+      op: "raw",
+      url: `${env.FOUNDRY_PROJECT_ENDPOINT}/agents?api-version=v1`,
+    });
+    assert.equal(control.status, 401, JSON.stringify(control));
+  });
+});
