@@ -29,9 +29,14 @@ import { checkUidRange, parseUidRange } from "./sandbox/uidPool.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
 import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
-import { noModels } from "./gateway/modelGateway.js";
 import { SandboxRelay } from "./gateway/sandboxRelay.js";
 import { SessionTokens } from "./gateway/sessionTokens.js";
+import { noModels, type ModelGateway } from "./gateway/modelGateway.js";
+import { Meter } from "./gateway/metering.js";
+import { SessionForwarder } from "./forwarder/sessionForwarder.js";
+import { ConversationService } from "./responses/conversationService.js";
+import { ResponseService } from "./responses/responseService.js";
+import { McpTools } from "./tools/mcp.js";
 
 /** The composition root: picks the implementations and wires them together. */
 
@@ -145,6 +150,7 @@ export function createServices(
   clock: Clock = systemClock,
   sandboxes: SessionRuntime | { unavailable: string } = { unavailable: "no sandbox runtime" },
   codeRuntime?: CodeRuntime,
+  gateway: ModelGateway = noModels,
   sessionTokens = new SessionTokens(),
 ) {
   const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
@@ -165,24 +171,45 @@ export function createServices(
       (await inspectZip(file, zipLimitsOf(config), entryPoint)).unpackedBytes,
     maxZipBytes: config.maxZipBytes,
   });
+  const sessions = new SessionService({
+    agents: store.agents,
+    sessions: store.sessions,
+    runtime: sandboxes,
+    limits: { perIdentity: config.maxSessionsPerIdentity, perAgent: config.maxSessionsPerAgent },
+    ttlSeconds: config.sessionTtlSeconds,
+    diskQuotaBytes: config.sessionDiskQuotaBytes,
+    clock,
+  });
+  const meter = new Meter(store.usage, clock);
+  const mcp = new McpTools({
+    timeoutMs: config.mcpTimeoutSeconds * 1000,
+    maxOutputBytes: 1024 * 1024,
+    log,
+  });
+  const responses = new ResponseService({
+    agents: store.agents,
+    responses: store.responses,
+    conversations: store.conversations,
+    gateway,
+    mcp,
+    meter,
+    forwarder: "unavailable" in sandboxes ? undefined : new SessionForwarder(sessions),
+    budget: { tokens: config.budgetTokens, wallClockSeconds: config.budgetWallClockSeconds },
+    clock,
+  });
   return {
     agents,
     code,
     codeRuntime,
     manifests: new ManifestService(store.manifests, clock),
-    sessions: new SessionService({
-      agents: store.agents,
-      sessions: store.sessions,
-      runtime: sandboxes,
-      limits: { perIdentity: config.maxSessionsPerIdentity, perAgent: config.maxSessionsPerAgent },
-      ttlSeconds: config.sessionTtlSeconds,
-      diskQuotaBytes: config.sessionDiskQuotaBytes,
-      clock,
-    }),
+    sessions,
+    responses,
+    conversations: new ConversationService(store.conversations, clock),
+    mcp,
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
-    gateway: noModels,
     sessionTokens,
+    gateway,
     projects: store.projects,
     clock,
   };
@@ -268,6 +295,7 @@ export async function startService(config: Config): Promise<RunningService> {
     systemClock,
     sandboxes,
     codeRuntime,
+    undefined,
     relay.tokens,
   );
   const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
@@ -315,7 +343,9 @@ export async function startService(config: Config): Promise<RunningService> {
         ? sandboxes
         : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
     async close() {
+      services.responses.close();
       await app.close();
+      await services.mcp.close();
       // A running install is killed first (its version stays `creating`), then the sessions.
       await services.codeRuntime.close();
       if (!("unavailable" in sandboxes)) await sandboxes.close();

@@ -1,3 +1,4 @@
+import type { Conversation } from "../responses/ports.js";
 import type { Agent, Page, Session, Version } from "../domain/model.js";
 import type { ApiKey } from "../domain/ports.js";
 
@@ -95,3 +96,11 @@ export function presentKey(key: ApiKey, secret?: string) {
     ...(secret ? { key: secret } : {}),
   };
 }
+
+/** A conversation as the `openai` client reads it. */
+export const presentConversation = (c: Conversation) => ({
+  id: c.id,
+  object: "conversation" as const,
+  created_at: c.createdAt,
+  metadata: c.metadata,
+});

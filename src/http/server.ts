@@ -23,6 +23,9 @@ import type { SessionService } from "../sessions/sessionService.js";
 import type { ModelGateway } from "../gateway/modelGateway.js";
 import { openaiRoutes } from "./routes/openaiRoutes.js";
 import type { SessionTokens } from "../gateway/sessionTokens.js";
+import { responseRoutes } from "./routes/responseRoutes.js";
+import type { ResponseService } from "../responses/responseService.js";
+import type { ConversationService } from "../responses/conversationService.js";
 
 export interface HttpServices {
   agents: AgentService;
@@ -34,6 +37,8 @@ export interface HttpServices {
   gateway: ModelGateway;
   /** Tokens of running sessions' sandboxes (accepted on the data plane, through their relay). */
   sessionTokens?: SessionTokens;
+  responses: ResponseService;
+  conversations: ConversationService;
   clock: Clock;
 }
 
@@ -91,6 +96,11 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       codeDownloadRoute(project, services.code);
       manifestRoutes(project, services.manifests, services.agents);
       sessionRoutes(project, services.sessions);
+      project.register(
+        async (agentOpenai) =>
+          responseRoutes(agentOpenai, services.responses, services.conversations),
+        { prefix: "/agents/:name/endpoint/protocols/openai" },
+      );
       sessionFileRoutes(project, services.sessions, {
         keepAliveMs: options.logKeepAliveMs ?? 60_000,
       });
@@ -107,6 +117,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
         projectAuth(services.keys, { apiVersion: "none", sessionTokens: services.sessionTokens }),
       );
       openaiRoutes(openai, services.gateway);
+      responseRoutes(openai, services.responses, services.conversations);
     },
     { prefix: "/api/projects/:project/openai/v1" },
   );

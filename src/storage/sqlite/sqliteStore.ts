@@ -12,6 +12,11 @@ import { SqliteAgentRepository } from "./sqliteAgentRepository.js";
 import { migrations } from "./migrations.js";
 import { SqliteSessionRepository } from "./sqliteSessionRepository.js";
 import { StatementCache } from "./statementCache.js";
+import {
+  SqliteConversationRepository,
+  SqliteResponseRepository,
+  SqliteUsageRepository,
+} from "./sqliteResponseRepository.js";
 
 /**
  * The embedded backend: one SQLite file in WAL mode. Commits are fsynced (synchronous=FULL),
@@ -24,6 +29,9 @@ export class SqliteStore implements Store {
   readonly keys: KeyRepository;
   readonly projects: ProjectRepository;
   readonly manifests: ManifestRepository;
+  readonly responses: SqliteResponseRepository;
+  readonly conversations: SqliteConversationRepository;
+  readonly usage: SqliteUsageRepository;
   private readonly db: Db;
 
   constructor(file: string) {
@@ -37,6 +45,9 @@ export class SqliteStore implements Store {
     this.keys = new SqliteKeyRepository(this.db);
     this.projects = new SqliteProjectRepository(this.db);
     this.manifests = new SqliteManifestRepository(this.db);
+    this.responses = new SqliteResponseRepository(this.db);
+    this.conversations = new SqliteConversationRepository(this.db);
+    this.usage = new SqliteUsageRepository(this.db);
   }
 
   async migrate(): Promise<void> {
