@@ -198,9 +198,24 @@ export function createServices(
     limits: { perIdentity: config.maxSessionsPerIdentity, perAgent: config.maxSessionsPerAgent },
     ttlSeconds: config.sessionTtlSeconds,
     diskQuotaBytes: config.sessionDiskQuotaBytes,
+    usage: store.usage,
     clock,
   });
-  const meter = new Meter(store.usage, clock);
+  const meter = new Meter({
+    usage: store.usage,
+    sessions: store.sessions,
+    agents: store.agents,
+    defaults: { tokens: config.budgetTokens, wallClockSeconds: config.budgetWallClockSeconds },
+    clock,
+    // A hosted session past its budget ends; its next use answers 429 too.
+    sessionSpent: (a, why) => {
+      if ("unavailable" in sandboxes || !a.sessionId || !a.agentName) return;
+      void sandboxes.stop(
+        { project: a.project, agentName: a.agentName, id: a.sessionId },
+        { reason: "budget", message: why },
+      );
+    },
+  });
   const mcp = new McpTools({
     timeoutMs: config.mcpTimeoutSeconds * 1000,
     maxOutputBytes: 1024 * 1024,
@@ -214,7 +229,6 @@ export function createServices(
     mcp,
     meter,
     forwarder: "unavailable" in sandboxes ? undefined : new SessionForwarder(sessions),
-    budget: { tokens: config.budgetTokens, wallClockSeconds: config.budgetWallClockSeconds },
     clock,
   });
   return {
@@ -228,6 +242,8 @@ export function createServices(
     mcp,
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
+    meter,
+    usage: store.usage,
     deployments,
     sessionTokens,
     gateway,

@@ -95,7 +95,8 @@ export type TerminationReason =
   | "crash"
   | "start_failed"
   | "agent_deleted"
-  | "service_stopped";
+  | "service_stopped"
+  | "budget";
 
 export interface Termination {
   reason: TerminationReason;

@@ -1,6 +1,8 @@
 import { AppError } from "../domain/errors.js";
-import type { Clock } from "../domain/ports.js";
+import type { Caller } from "../domain/keyService.js";
+import type { AgentRepository, Clock, SessionRepository } from "../domain/ports.js";
 import type { UsageRepository } from "../responses/ports.js";
+import type { ChatCompletionChunk, ChatRequest, ModelGateway } from "./modelGateway.js";
 
 /*
  * Token usage and budgets, at the gateway: every model call is recorded with who made it, and
@@ -38,19 +40,85 @@ export function budgetOf(definition: Record<string, unknown>, defaults: Budget):
   };
 }
 
+export interface MeterDeps {
+  usage: UsageRepository;
+  sessions: SessionRepository;
+  agents: AgentRepository;
+  /** The service's budgets; a version's `definition.budget` overrides them. */
+  defaults: Budget;
+  clock: Clock;
+  /** Called when a hosted session's budget is spent (the runtime ends it). */
+  sessionSpent?: (a: Attribution, why: string) => void;
+}
+
 export class Meter {
-  constructor(
-    private readonly usage: UsageRepository,
-    private readonly clock: Clock,
-    /** Called when a hosted session's budget is spent (the runtime ends it). */
-    private readonly sessionSpent: (a: Attribution, why: string) => void = () => {},
-  ) {}
+  private readonly usage: UsageRepository;
+  private readonly clock: Clock;
+  constructor(private readonly deps: MeterDeps) {
+    this.usage = deps.usage;
+    this.clock = deps.clock;
+  }
+
+  get defaults(): Budget {
+    return this.deps.defaults;
+  }
+
+  /**
+   * Who a call counts for: a sandbox's calls (by its session's token) count for that session,
+   * under the session version's budget from the session's start; a key's calls for the key.
+   */
+  async forCaller(caller: Caller, project: string): Promise<Attribution> {
+    const base: Attribution = {
+      project,
+      owner: caller.subject,
+      agentName: null,
+      agentVersion: null,
+      sessionId: null,
+      conversationId: null,
+      responseId: null,
+    };
+    const s = caller.session;
+    if (!s) return base;
+    const [session, version] = await Promise.all([
+      this.deps.sessions.get(project, s.agentName, s.id),
+      this.deps.agents.getVersion(project, s.agentName, s.version),
+    ]);
+    return {
+      ...base,
+      agentName: s.agentName,
+      agentVersion: s.version,
+      sessionId: s.id,
+      budget: {
+        ...budgetOf(version?.definition ?? {}, this.deps.defaults),
+        startedAt: session?.createdAt ?? this.clock(),
+      },
+    };
+  }
+
+  /** A completion through the gateway, checked against the budget first and recorded after. */
+  async *complete(
+    gateway: ModelGateway,
+    a: Attribution,
+    deployment: string,
+    request: ChatRequest,
+    signal?: AbortSignal,
+  ): AsyncGenerator<ChatCompletionChunk> {
+    await this.check(a);
+    for await (const chunk of gateway.complete(a.project, deployment, request, signal)) {
+      if (chunk.usage)
+        await this.record(a, deployment, {
+          input_tokens: chunk.usage.prompt_tokens ?? 0,
+          output_tokens: chunk.usage.completion_tokens ?? 0,
+        });
+      yield chunk;
+    }
+  }
 
   /** Throws `budget_exceeded` when the scope has nothing left. */
   async check(a: Attribution): Promise<void> {
     const why = await this.spent(a);
     if (!why) return;
-    if (a.sessionId) this.sessionSpent(a, why);
+    if (a.sessionId) this.deps.sessionSpent?.(a, why);
     throw new AppError("budget_exceeded", why);
   }
 

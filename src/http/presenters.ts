@@ -1,4 +1,4 @@
-import type { Conversation } from "../responses/ports.js";
+import type { Conversation, UsageTotals } from "../responses/ports.js";
 import type { Agent, Page, Session, Version } from "../domain/model.js";
 import type { ApiKey } from "../domain/ports.js";
 import type { Deployment } from "../gateway/deploymentService.js";
@@ -133,3 +133,11 @@ export function presentModelDeployment(d: Deployment) {
     connectionName: "",
   };
 }
+
+/** Tokens used, as the Responses API counts them, with the number of model calls. */
+export const presentUsage = (u: UsageTotals) => ({
+  input_tokens: u.inputTokens,
+  output_tokens: u.outputTokens,
+  total_tokens: u.inputTokens + u.outputTokens,
+  calls: u.calls,
+});

@@ -22,6 +22,8 @@ import { sessionFileRoutes } from "./routes/sessionFileRoutes.js";
 import type { SessionService } from "../sessions/sessionService.js";
 import type { ModelGateway } from "../gateway/modelGateway.js";
 import { openaiRoutes } from "./routes/openaiRoutes.js";
+import type { Meter } from "../gateway/metering.js";
+import type { UsageRepository } from "../responses/ports.js";
 import type { SessionTokens } from "../gateway/sessionTokens.js";
 import { responseRoutes } from "./routes/responseRoutes.js";
 import type { ResponseService } from "../responses/responseService.js";
@@ -37,6 +39,8 @@ export interface HttpServices {
   projects: ProjectRepository;
   sessions: SessionService;
   gateway: ModelGateway;
+  meter: Meter;
+  usage: UsageRepository;
   /** Tokens of running sessions' sandboxes (accepted on the data plane, through their relay). */
   sessionTokens?: SessionTokens;
   responses: ResponseService;
@@ -120,7 +124,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
         "onRequest",
         projectAuth(services.keys, { apiVersion: "none", sessionTokens: services.sessionTokens }),
       );
-      openaiRoutes(openai, services.gateway);
+      openaiRoutes(openai, services.gateway, services.meter);
       responseRoutes(openai, services.responses, services.conversations);
     },
     { prefix: "/api/projects/:project/openai/v1" },
@@ -129,7 +133,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
   app.register(
     async (admin) => {
       admin.addHook("onRequest", adminAuth(services.keys));
-      adminRoutes(admin, services.keys, services.projects, services.clock);
+      adminRoutes(admin, services.keys, services.projects, services.usage, services.clock);
       deploymentAdminRoutes(admin, services.deployments);
     },
     { prefix: "/admin" },

@@ -7,7 +7,7 @@ import type { JsonObject, Version } from "../domain/model.js";
 import type { AgentRepository, Clock } from "../domain/ports.js";
 import { pickVersion, trafficRules } from "../domain/trafficRules.js";
 import type { ForwardedAnswer, SessionForwarder } from "../forwarder/sessionForwarder.js";
-import { budgetOf, type Attribution, type Budget, type Meter } from "../gateway/metering.js";
+import { budgetOf, type Attribution, type Meter } from "../gateway/metering.js";
 import type { ModelGateway } from "../gateway/modelGateway.js";
 import { linearValidator } from "../lib/jsonSchema.js";
 import type { McpTools } from "../tools/mcp.js";
@@ -31,8 +31,6 @@ export interface ResponseServiceDeps {
   mcp: McpTools;
   meter: Meter;
   forwarder?: SessionForwarder;
-  /** Budget defaults (a version's `definition.budget` overrides them). */
-  budget: Budget;
   clock: Clock;
 }
 
@@ -164,21 +162,24 @@ export class ResponseService {
     });
     if (store) await this.deps.responses.put(stored(null));
 
-    const attribution: Attribution = {
-      project,
-      owner: caller.subject,
-      agentName: version?.agentName ?? null,
-      agentVersion: version?.version ?? null,
-      sessionId: null,
-      conversationId: conversation?.id ?? null,
-      responseId: id,
-      budget: version
-        ? {
-            ...budgetOf(definition, this.deps.budget),
-            startedAt: conversation?.createdAt ?? now,
-          }
-        : undefined,
-    };
+    // A sandbox's calls count for its session; others for the agent and the conversation.
+    const attribution: Attribution = caller.session
+      ? { ...(await this.deps.meter.forCaller(caller, project)), responseId: id }
+      : {
+          project,
+          owner: caller.subject,
+          agentName: version?.agentName ?? null,
+          agentVersion: version?.version ?? null,
+          sessionId: null,
+          conversationId: conversation?.id ?? null,
+          responseId: id,
+          budget: version
+            ? {
+                ...budgetOf(definition, this.deps.meter.defaults),
+                startedAt: conversation?.createdAt ?? now,
+              }
+            : undefined,
+        };
     const run = this.runs.start(id);
     const emit = (type: string) => run.emit({ type, response });
     if (background) emit("response.queued");
@@ -464,6 +465,13 @@ export class ResponseService {
   ): Promise<Created> {
     if (!this.deps.forwarder)
       throw new AppError("sandbox_unavailable", "This host cannot run hosted agents' sessions.");
+    // A session's token never starts sessions: no sandbox can multiply itself.
+    if (caller.session)
+      throw new AppError(
+        "forbidden",
+        "A hosted agent's session may call models and prompt agents, not hosted agents.",
+        "agent",
+      );
     void conversationId;
     void previous;
     if (body.agent_session_id !== undefined && !sessionIdPattern.test(body.agent_session_id))

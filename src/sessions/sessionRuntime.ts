@@ -93,6 +93,7 @@ const statusAfter: Record<TerminationReason, SessionStatus> = {
   oom: "failed",
   crash: "failed",
   start_failed: "failed",
+  budget: "failed",
 };
 
 const keyOf = (s: Pick<Session, "project" | "agentName" | "id">) =>

@@ -1,3 +1,4 @@
+import type { UsageRepository, UsageTotals } from "../responses/ports.js";
 import { randomBytes } from "node:crypto";
 import type { CreateSessionBody } from "../contract/requests.js";
 import { AppError, notFound } from "../domain/errors.js";
@@ -25,6 +26,8 @@ export interface SessionServiceDeps {
   limits: SessionLimits;
   ttlSeconds: number;
   diskQuotaBytes: number;
+  /** Tokens each session's model calls used. */
+  usage: Pick<UsageRepository, "totals">;
   clock: Clock;
 }
 
@@ -138,6 +141,17 @@ export class SessionService {
     return session;
   }
 
+  /** The session with the tokens its model calls have used. */
+  async describe(
+    caller: Caller,
+    project: string,
+    agentName: string,
+    id: string,
+  ): Promise<{ session: Session; usage: UsageTotals }> {
+    const session = await this.get(caller, project, agentName, id);
+    return { session, usage: await this.deps.usage.totals({ project, agentName, sessionId: id }) };
+  }
+
   async list(
     caller: Caller,
     project: string,
@@ -200,6 +214,12 @@ export class SessionService {
       throw new AppError(
         "session_not_ready",
         `Session '${id}' has expired; create a new one.`,
+        "agent_session_id",
+      );
+    if (session.termination?.reason === "budget")
+      throw new AppError(
+        "budget_exceeded",
+        `Session '${id}' ended when it had used its budget; create a new one.`,
         "agent_session_id",
       );
     const version = await this.deps.agents.getVersion(project, agentName, session.version);

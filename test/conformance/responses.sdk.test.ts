@@ -65,12 +65,18 @@ after(async () => {
 
 describe("a model alone", () => {
   it("answers through project.getOpenAIClient(), usage from the upstream", async () => {
-    model.answer(() => ({ text: "Hello there", usage: { prompt_tokens: 11, completion_tokens: 2 } }));
+    model.answer(() => ({
+      text: "Hello there",
+      usage: { prompt_tokens: 11, completion_tokens: 2 },
+    }));
     const r = await openai.responses.create({ model: "chat", input: "Hi" });
     assert.equal(r.status, "completed");
     assert.equal(r.output_text, "Hello there");
     assert.equal(r.model, "chat");
-    assert.deepEqual([r.usage?.input_tokens, r.usage?.output_tokens, r.usage?.total_tokens], [11, 2, 13]);
+    assert.deepEqual(
+      [r.usage?.input_tokens, r.usage?.output_tokens, r.usage?.total_tokens],
+      [11, 2, 13],
+    );
     const seen = model.requests.at(-1)!.body;
     assert.equal(seen.model, "stand-in-model");
     assert.deepEqual(seen.messages.at(-1), { role: "user", content: "Hi" });
@@ -93,7 +99,10 @@ describe("a model alone", () => {
     const final = await stream.finalResponse();
     assert.equal(final.output_text, "one two three");
     assert.deepEqual(deltas, ["one ", "two ", "three"]);
-    assert.deepEqual(sequence, sequence.map((_, i) => i));
+    assert.deepEqual(
+      sequence,
+      sequence.map((_, i) => i),
+    );
     assert.deepEqual(
       types.filter((t) => !t.endsWith(".delta")),
       [
@@ -111,7 +120,11 @@ describe("a model alone", () => {
 
   it("continues a chain with previous_response_id: the upstream sees the whole thread", async () => {
     model.answer(() => ({}));
-    const first = await openai.responses.create({ model: "chat", input: "first", instructions: "Be brief." });
+    const first = await openai.responses.create({
+      model: "chat",
+      input: "first",
+      instructions: "Be brief.",
+    });
     const second = await openai.responses.create({
       model: "chat",
       input: "second",
@@ -119,7 +132,9 @@ describe("a model alone", () => {
     });
     assert.equal(second.output_text, "You said: second");
     assert.deepEqual(
-      model.requests.at(-1)!.body.messages.map((m: { role: string; content: string }) => [m.role, m.content]),
+      model.requests
+        .at(-1)!
+        .body.messages.map((m: { role: string; content: string }) => [m.role, m.content]),
       [
         ["user", "first"],
         ["assistant", "You said: first"],
@@ -148,7 +163,10 @@ describe("a model alone", () => {
       openai.responses.create({
         model: "chat",
         input: "x",
-        tools: [{ type: "function", name: "f", parameters: {}, strict: false }, { type: "web_search" }],
+        tools: [
+          { type: "function", name: "f", parameters: {}, strict: false },
+          { type: "web_search" },
+        ],
       }),
       (e: APIError) =>
         e.status === 400 &&
@@ -225,24 +243,41 @@ describe("prompt agents", () => {
     assert.equal(asc.data.length, 3);
     assert.equal(asc.has_more, true);
     const all = [];
-    for await (const item of openai.conversations.items.list(conversation.id, { order: "asc", limit: 2 }))
+    for await (const item of openai.conversations.items.list(conversation.id, {
+      order: "asc",
+      limit: 2,
+    }))
       all.push(item);
     assert.equal(all.length, 7);
-    const desc = await openai.conversations.items.list(conversation.id, { order: "desc", limit: 1 });
+    const desc = await openai.conversations.items.list(conversation.id, {
+      order: "desc",
+      limit: 1,
+    });
     assert.equal(desc.data[0]!.id, all.at(-1)!.id);
-    const one = await openai.conversations.items.retrieve(all[0]!.id!, { conversation_id: conversation.id });
+    const one = await openai.conversations.items.retrieve(all[0]!.id!, {
+      conversation_id: conversation.id,
+    });
     assert.equal(one.id, all[0]!.id);
     await openai.conversations.items.delete(all[0]!.id!, { conversation_id: conversation.id });
-    const updated = await openai.conversations.update(conversation.id, { metadata: { topic: "names" } });
+    const updated = await openai.conversations.update(conversation.id, {
+      metadata: { topic: "names" },
+    });
     assert.deepEqual(updated.metadata, { topic: "names" });
     await openai.conversations.delete(conversation.id);
-    await assert.rejects(openai.conversations.retrieve(conversation.id), (e: APIError) => e.status === 404);
+    await assert.rejects(
+      openai.conversations.retrieve(conversation.id),
+      (e: APIError) => e.status === 404,
+    );
   });
 
   it("round-trip function tools, two parallel calls answered together", async () => {
     const name = await promptAgent({
       tools: [
-        { type: "function", name: "weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+        {
+          type: "function",
+          name: "weather",
+          parameters: { type: "object", properties: { city: { type: "string" } } },
+        },
       ],
     });
     model.answer(() => ({
@@ -277,7 +312,9 @@ describe("prompt agents", () => {
     const assistant = messages.find((m: { tool_calls?: unknown[] }) => m.tool_calls);
     assert.equal(assistant.tool_calls.length, 2);
     assert.deepEqual(
-      messages.filter((m: { role: string }) => m.role === "tool").map((m: { tool_call_id: string; content: string }) => [m.tool_call_id, m.content]),
+      messages
+        .filter((m: { role: string }) => m.role === "tool")
+        .map((m: { tool_call_id: string; content: string }) => [m.tool_call_id, m.content]),
       [
         ["call_a", "sunny"],
         ["call_b", "snow"],
@@ -311,7 +348,11 @@ describe("prompt agents", () => {
 
   it("keep a 70/30 split sticky per conversation over many new conversations", async () => {
     const name = await promptAgent();
-    await project.agents.createVersion(name, { kind: "prompt", model: "chat", instructions: "v2" } as never);
+    await project.agents.createVersion(name, {
+      kind: "prompt",
+      model: "chat",
+      instructions: "v2",
+    } as never);
     await project.agents.updateAgent(name, {
       agentEndpoint: {
         version_selector: {
@@ -333,8 +374,10 @@ describe("prompt agents", () => {
           const c = await openai.conversations.create({});
           const a = await openai.responses.create({ input: "a", conversation: c.id }, ref);
           const b = await openai.responses.create({ input: "b", conversation: c.id }, ref);
-          const va = (a as unknown as { agent_reference: { version: "1" | "2" } }).agent_reference.version;
-          const vb = (b as unknown as { agent_reference: { version: string } }).agent_reference.version;
+          const va = (a as unknown as { agent_reference: { version: "1" | "2" } }).agent_reference
+            .version;
+          const vb = (b as unknown as { agent_reference: { version: string } }).agent_reference
+            .version;
           assert.equal(vb, va, "a conversation never changes version");
           counts[va]++;
         }),
@@ -385,7 +428,9 @@ describe("mcp tools", () => {
     assert.equal(r.output_text, "It is 42.");
     assert.deepEqual(mcp.calls.at(-1), { name: "add", arguments: { a: 2, b: 40 } });
     assert.ok(mcp.requests.every((q) => q.headers["x-test-token"] === "t0ken"));
-    const tools = model.requests.at(-1)!.body.tools.map((t: { function: { name: string } }) => t.function.name);
+    const tools = model.requests
+      .at(-1)!
+      .body.tools.map((t: { function: { name: string } }) => t.function.name);
     assert.deepEqual(tools.sort(), ["mcp__calc__add", "mcp__calc__echo"]);
     assert.equal(model.requests.at(-1)!.body.messages.at(-1).role, "tool");
   });
@@ -393,10 +438,15 @@ describe("mcp tools", () => {
   it("with approval: an mcp_approval_request, then the call once approved (and not when denied)", async () => {
     const name = await promptAgent({ tools: [mcpTool("always")] });
     const ref = { body: { agent: { name, type: "agent_reference" } } } as never;
-    model.answer(() => ({ toolCalls: [{ id: "c2", name: "mcp__calc__echo", arguments: '{"text":"hi"}' }] }));
+    model.answer(() => ({
+      toolCalls: [{ id: "c2", name: "mcp__calc__echo", arguments: '{"text":"hi"}' }],
+    }));
     const before = mcp.calls.length;
     const asked = await openai.responses.create({ input: "echo hi" }, ref);
-    const request = asked.output.find((o) => o.type === "mcp_approval_request") as { id: string; name: string };
+    const request = asked.output.find((o) => o.type === "mcp_approval_request") as {
+      id: string;
+      name: string;
+    };
     assert.equal(request.name, "echo");
     assert.equal(mcp.calls.length, before, "nothing runs before approval");
     model.answer(() => ({ text: "Echoed." }));
@@ -407,11 +457,19 @@ describe("mcp tools", () => {
       },
       ref,
     );
-    assert.deepEqual(approved.output.map((o) => o.type), ["mcp_call", "message"]);
+    assert.deepEqual(
+      approved.output.map((o) => o.type),
+      ["mcp_call", "message"],
+    );
     assert.deepEqual(mcp.calls.at(-1), { name: "echo", arguments: { text: "hi" } });
 
-    model.answer(() => ({ toolCalls: [{ id: "c3", name: "mcp__calc__echo", arguments: '{"text":"no"}' }] }));
-    const again = await openai.responses.create({ input: "echo no", previous_response_id: approved.id }, ref);
+    model.answer(() => ({
+      toolCalls: [{ id: "c3", name: "mcp__calc__echo", arguments: '{"text":"no"}' }],
+    }));
+    const again = await openai.responses.create(
+      { input: "echo no", previous_response_id: approved.id },
+      ref,
+    );
     const second = again.output.find((o) => o.type === "mcp_approval_request") as { id: string };
     assert.ok(!again.output.some((o) => o.type === "mcp_list_tools"), "the listing is reused");
     model.answer(() => ({ text: "Not echoed." }));
@@ -426,7 +484,9 @@ describe("mcp tools", () => {
     assert.equal(denied.output_text, "Not echoed.");
     assert.equal(mcp.calls.length, calls, "a denied call never runs");
     assert.ok(
-      model.requests.at(-1)!.body.messages.some((m: { content?: string }) => /denied/.test(String(m.content))),
+      model.requests
+        .at(-1)!
+        .body.messages.some((m: { content?: string }) => /denied/.test(String(m.content))),
     );
   });
 });
@@ -452,7 +512,10 @@ describe("background mode", () => {
       seen.push(e.sequence_number);
       if (e.type === "response.output_text.delta") text += e.delta;
     }
-    assert.deepEqual(seen, seen.map((_, i) => i));
+    assert.deepEqual(
+      seen,
+      seen.map((_, i) => i),
+    );
     assert.equal(text, Array.from({ length: 20 }, (_, i) => `w${i} `).join(""));
     const done = await openai.responses.retrieve(r.id);
     assert.equal(done.status, "completed");
@@ -496,7 +559,8 @@ describe("the upstream failing", () => {
     const started = Date.now();
     await assert.rejects(
       openai.responses.create({ model: "chat", input: "x" }),
-      (e: APIError) => e.status === 504 && (e.error as { code?: string }).code === "upstream_timeout",
+      (e: APIError) =>
+        e.status === 504 && (e.error as { code?: string }).code === "upstream_timeout",
     );
     const took = Date.now() - started;
     assert.ok(took >= 1900 && took < 4000, `${took} ms`);

@@ -58,6 +58,8 @@ export interface DeployOptions {
   idleTimeoutSeconds?: number;
   /** Host directories added to the fixture's zip (e.g. `openaiPackage`). */
   extraDirs?: ExtraDir[];
+  /** More definition fields (e.g. `budget`). */
+  definition?: Record<string, unknown>;
 }
 
 /** Uploads a fixture agent as a new code-based version and waits until it is built. */
@@ -78,6 +80,7 @@ export async function deployFixture(
     },
     protocol_versions: [{ protocol: "responses", version: "2.0.0" }],
     ...(options.env ? { environment_variables: options.env } : {}),
+    ...options.definition,
     ...(options.idleTimeoutSeconds
       ? { session_configuration: { idle_timeout_seconds: options.idleTimeoutSeconds } }
       : {}),

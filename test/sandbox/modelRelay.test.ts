@@ -5,6 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { probeBwrap, relayPort } from "../../src/sandbox/bwrapDriver.js";
 import { deployFixture, openaiPackage } from "../helpers/agents.js";
+import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 import {
   httpsJson,
   removeDir,
@@ -43,6 +44,7 @@ interface Raw {
 
 describe("hosted agents call models through their sandbox's relay", { skip }, () => {
   let server: TestServer;
+  let model: StandInModel;
   let client: ReturnType<typeof sdk>;
   const agent = `caller-${process.pid}`;
   const v1 = { type: "version_ref" as const, agent_version: "1" };
@@ -57,6 +59,18 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
       },
     });
     client = sdk(server, server.adminKey);
+    // TEST DOUBLE: the model server behind the deployment (no real one runs here).
+    model = await startStandInModel();
+    const put = await httpsJson(
+      server,
+      "PUT",
+      `${server.origin}/admin/projects/default/deployments/chat`,
+      {
+        headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ model: "stand-in-model", base_url: model.baseUrl }),
+      },
+    );
+    assert.equal(put.status, 201, JSON.stringify(put.body));
     await deployFixture(client, agent, "model-caller-node", { extraDirs: [openaiPackage] });
     const made = await httpsJson(server, "POST", `${server.origin}/admin/projects`, {
       headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
@@ -68,6 +82,7 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
   after(async () => {
     await server?.stop();
     if (server) removeDir(server.dataDir);
+    await model?.close();
   });
 
   /** One command to the session's agent; what the agent saw, as JSON. */
@@ -131,17 +146,85 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
     assert.ok(Array.isArray((models as { result: unknown }).result), JSON.stringify(models));
   });
 
-  it("reaches the service's chat completions route and reports what it answered", async () => {
-    const chat = await ask<Outcome>(a, { op: "chat" });
-    // Whatever the data plane answers (a completion once a deployment exists, else the
-    // service's own error envelope), the call got an HTTP answer from the service.
-    if (!chat.ok) {
-      assert.equal(typeof chat.status, "number", JSON.stringify(chat));
-      assert.ok(chat.status! >= 400 && chat.status! < 500, JSON.stringify(chat));
-      assert.equal(typeof chat.error?.code, "string", `an error envelope: ${JSON.stringify(chat)}`);
-      assert.notEqual(chat.status, 401, "the token is accepted there");
+  it("gets the deployment's answer with a stock client; the usage lands on its session", async () => {
+    model.answer(() => ({
+      text: "Hello from the stand-in",
+      usage: { prompt_tokens: 7, completion_tokens: 3 },
+    }));
+    const chat = await ask<Outcome>(a, { op: "chat", model: "chat" });
+    assert.equal(chat.ok, true, JSON.stringify(chat));
+    const completion = (chat as { result: { choices: { message: { content: string } }[] } }).result;
+    assert.equal(completion.choices[0]!.message.content, "Hello from the stand-in");
+    assert.equal(model.requests.at(-1)!.body.model, "stand-in-model");
+    const session = await httpsJson(
+      server,
+      "GET",
+      `${server.endpoint}/agents/${agent}/endpoint/sessions/${a}?api-version=v1`,
+      { headers: { authorization: `Bearer ${server.adminKey}` } },
+    );
+    assert.deepEqual(session.body.usage, {
+      input_tokens: 7,
+      output_tokens: 3,
+      total_tokens: 10,
+      calls: 1,
+    });
+    const grouped = await httpsJson(
+      server,
+      "GET",
+      `${server.origin}/admin/usage?group_by=agent,session`,
+      {
+        headers: { authorization: `Bearer ${server.adminKey}` },
+      },
+    );
+    const row = (
+      grouped.body.data as { agent: string; session: string; total_tokens: number }[]
+    ).find((r) => r.session === a);
+    assert.equal(row?.agent, agent);
+    assert.equal(row?.total_tokens, 10);
+  });
+
+  it("ends a hosted session that used its budget: 429 budget_exceeded, termination_reason budget", async () => {
+    const budgeted = `${agent}-budget`;
+    await deployFixture(client, budgeted, "model-caller-node", {
+      extraDirs: [openaiPackage],
+      definition: { budget: { tokens: 10 } },
+    });
+    const id = (await client.agents.createSession(budgeted, v1)).agent_session_id;
+    model.answer(() => ({ text: "spent", usage: { prompt_tokens: 8, completion_tokens: 4 } }));
+    const first = await ask<Outcome>(id, { op: "chat", model: "chat" }, budgeted);
+    assert.equal(first.ok, true, JSON.stringify(first));
+    const second = await ask<Outcome>(id, { op: "chat", model: "chat" }, budgeted).catch(
+      (e: unknown) => ({ ok: false, status: null, error: null, message: String(e) }) as Outcome,
+    );
+    assert.equal(second.ok, false);
+    if (!second.ok && second.status !== null) {
+      assert.equal(second.status, 429, JSON.stringify(second));
+      assert.equal(second.error?.code, "budget_exceeded");
     }
-    console.log(`chat.completions.create through the relay: ${JSON.stringify(chat)}`);
+    let ended: { status?: string; termination_reason?: string } = {};
+    for (let i = 0; i < 100 && ended.termination_reason !== "budget"; i++) {
+      await sleep(100);
+      ended = (
+        await httpsJson(
+          server,
+          "GET",
+          `${server.endpoint}/agents/${budgeted}/endpoint/sessions/${id}?api-version=v1`,
+          { headers: { authorization: `Bearer ${server.adminKey}` } },
+        )
+      ).body as typeof ended;
+    }
+    assert.equal(ended.termination_reason, "budget");
+    assert.equal(ended.status, "failed");
+    const again = await httpsJson(
+      server,
+      "POST",
+      `${server.endpoint}/agents/${budgeted}/endpoint/protocols/openai/responses?api-version=v1`,
+      {
+        headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ input: "{}", agent_session_id: id }),
+      },
+    );
+    assert.equal(again.status, 429);
   });
 
   it("refuses the token on the control plane, the admin routes and another project", async () => {

@@ -5,7 +5,8 @@ import { AppError } from "../../domain/errors.js";
 import type { KeyService } from "../../domain/keyService.js";
 import type { ProjectRepository } from "../../domain/ports.js";
 import type { Clock } from "../../domain/ports.js";
-import { presentKey } from "../presenters.js";
+import type { UsageRepository } from "../../responses/ports.js";
+import { presentKey, presentUsage } from "../presenters.js";
 import { parse } from "../validate.js";
 
 const projectName = z.string().regex(agentNamePattern, "must be 1-63 letters, digits or hyphens");
@@ -15,11 +16,24 @@ const createKeyBody = z.object({
   act_for_users: z.boolean().optional(),
 });
 
+const usageGroups = ["agent", "version", "session", "identity", "deployment", "day"] as const;
+const usageQuery = z.object({
+  group_by: z
+    .string()
+    .default("agent")
+    .transform((v) => v.split(",").filter(Boolean))
+    .pipe(z.array(z.enum(usageGroups)).max(usageGroups.length)),
+  project: projectName.optional(),
+  since: z.coerce.number().int().min(0).optional(),
+  until: z.coerce.number().int().min(0).optional(),
+});
+
 /** Key and project management for admin keys (not part of the Foundry API). */
 export function adminRoutes(
   app: FastifyInstance,
   keys: KeyService,
   projects: ProjectRepository,
+  usage: UsageRepository,
   clock: Clock,
 ) {
   app.post("/keys", async (request, reply) => {
@@ -50,6 +64,24 @@ export function adminRoutes(
     const { name } = parse(z.object({ name: projectName }), request.body);
     await projects.create(name, clock());
     return reply.code(201).send({ object: "project", name });
+  });
+
+  // Tokens used, grouped (`group_by=agent,version,session,identity,deployment,day`).
+  app.get("/usage", async (request) => {
+    const q = parse(usageQuery, request.query);
+    const rows = await usage.grouped(q.group_by, {
+      project: q.project,
+      since: q.since,
+      until: q.until,
+    });
+    return {
+      object: "list",
+      group_by: ["project", ...q.group_by],
+      data: rows.map(({ inputTokens, outputTokens, calls, ...keys }) => ({
+        ...keys,
+        ...presentUsage({ inputTokens, outputTokens, calls }),
+      })),
+    };
   });
 
   app.get("/projects", async () => ({

@@ -5,6 +5,7 @@ import { errorCodes } from "../../contract/errorCodes.js";
 import { AppError } from "../../domain/errors.js";
 import { collectCompletion } from "../../gateway/collectCompletion.js";
 import type { ChatCompletionChunk, ChatRequest, ModelGateway } from "../../gateway/modelGateway.js";
+import type { Meter } from "../../gateway/metering.js";
 import { projectOf } from "../auth.js";
 import { parse } from "../validate.js";
 
@@ -17,7 +18,7 @@ const chatCompletionBody = z.looseObject({
 });
 
 /** The OpenAI-compatible data plane of a project, under `{project}/openai/v1`. */
-export function openaiRoutes(app: FastifyInstance, gateway: ModelGateway) {
+export function openaiRoutes(app: FastifyInstance, gateway: ModelGateway, meter: Meter) {
   // What `model` may name: the project's deployments (`openai.models.list()`).
   app.get("/models", async (request) => ({
     object: "list",
@@ -34,8 +35,10 @@ export function openaiRoutes(app: FastifyInstance, gateway: ModelGateway) {
     const { model, stream, stream_options, ...rest } = parse(chatCompletionBody, request.body);
     const gone = new AbortController();
     reply.raw.once("close", () => gone.abort());
-    const chunks = gateway.complete(
-      projectOf(request),
+    const attribution = await meter.forCaller(request.caller, projectOf(request));
+    const chunks = meter.complete(
+      gateway,
+      attribution,
       model,
       rest as unknown as ChatRequest,
       gone.signal,

@@ -3,7 +3,7 @@ import { createSessionBody, listSessionsQuery } from "../../contract/requests.js
 import { AppError } from "../../domain/errors.js";
 import type { SessionService } from "../../sessions/sessionService.js";
 import { projectOf } from "../auth.js";
-import { presentPage, presentSession } from "../presenters.js";
+import { presentPage, presentSession, presentUsage } from "../presenters.js";
 import { parse } from "../validate.js";
 import { splitVerb } from "./agentRoutes.js";
 
@@ -37,16 +37,15 @@ export function sessionRoutes(app: FastifyInstance, sessions: SessionService) {
     return presentPage(page, presentSession, (s) => s.agent_session_id);
   });
 
-  app.get<{ Params: SessionParams }>(`${base}/:id`, async (request) =>
-    presentSession(
-      await sessions.get(
-        request.caller,
-        projectOf(request),
-        request.params.name,
-        request.params.id,
-      ),
-    ),
-  );
+  app.get<{ Params: SessionParams }>(`${base}/:id`, async (request) => {
+    const { session, usage } = await sessions.describe(
+      request.caller,
+      projectOf(request),
+      request.params.name,
+      request.params.id,
+    );
+    return { ...presentSession(session), usage: presentUsage(usage) };
+  });
 
   app.post<{ Params: SessionParams }>(`${base}/:id`, async (request, reply) => {
     const { name: id, verb } = splitVerb(request.params.id);
