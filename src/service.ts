@@ -29,6 +29,11 @@ import { checkUidRange, parseUidRange } from "./sandbox/uidPool.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
 import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
+import { Meter } from "./gateway/metering.js";
+import { SessionForwarder } from "./forwarder/sessionForwarder.js";
+import { ConversationService } from "./responses/conversationService.js";
+import { ResponseService } from "./responses/responseService.js";
+import { McpTools } from "./tools/mcp.js";
 import { DeploymentService } from "./gateway/deploymentService.js";
 import { discoverModels, type DiscoveredUpstream, type Discovery } from "./gateway/discovery.js";
 import { OpenAiGateway } from "./gateway/openaiGateway.js";
@@ -179,27 +184,49 @@ export function createServices(
     env: models.env ?? process.env,
     clock,
   });
+  const gateway = new OpenAiGateway(deployments, {
+    timeoutMs: config.upstreamTimeoutSeconds * 1000,
+    retries: config.upstreamRetries,
+  });
+  const sessions = new SessionService({
+    agents: store.agents,
+    sessions: store.sessions,
+    runtime: sandboxes,
+    limits: { perIdentity: config.maxSessionsPerIdentity, perAgent: config.maxSessionsPerAgent },
+    ttlSeconds: config.sessionTtlSeconds,
+    diskQuotaBytes: config.sessionDiskQuotaBytes,
+    clock,
+  });
+  const meter = new Meter(store.usage, clock);
+  const mcp = new McpTools({
+    timeoutMs: config.mcpTimeoutSeconds * 1000,
+    maxOutputBytes: 1024 * 1024,
+    log,
+  });
+  const responses = new ResponseService({
+    agents: store.agents,
+    responses: store.responses,
+    conversations: store.conversations,
+    gateway,
+    mcp,
+    meter,
+    forwarder: "unavailable" in sandboxes ? undefined : new SessionForwarder(sessions),
+    budget: { tokens: config.budgetTokens, wallClockSeconds: config.budgetWallClockSeconds },
+    clock,
+  });
   return {
     agents,
     code,
     codeRuntime,
     manifests: new ManifestService(store.manifests, clock),
-    sessions: new SessionService({
-      agents: store.agents,
-      sessions: store.sessions,
-      runtime: sandboxes,
-      limits: { perIdentity: config.maxSessionsPerIdentity, perAgent: config.maxSessionsPerAgent },
-      ttlSeconds: config.sessionTtlSeconds,
-      diskQuotaBytes: config.sessionDiskQuotaBytes,
-      clock,
-    }),
+    sessions,
+    responses,
+    conversations: new ConversationService(store.conversations, clock),
+    mcp,
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
     deployments,
-    gateway: new OpenAiGateway(deployments, {
-      timeoutMs: config.upstreamTimeoutSeconds * 1000,
-      retries: config.upstreamRetries,
-    }),
+    gateway,
     projects: store.projects,
     clock,
   };
@@ -343,7 +370,9 @@ export async function startService(config: Config): Promise<RunningService> {
         : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
     models: { ...discovery, stored: storedDeployments },
     async close() {
+      services.responses.close();
       await app.close();
+      await services.mcp.close();
       // A running install is killed first (its version stays `creating`), then the sessions.
       await services.codeRuntime.close();
       if (!("unavailable" in sandboxes)) await sandboxes.close();

@@ -136,6 +136,12 @@ const configSchema = z.object({
     .default(1024 * 1024 * 1024),
   /** Files, directories and links one session's home may hold. */
   sessionInodeQuota: z.coerce.number().int().min(16).default(100_000),
+  /** Tokens a session (hosted) or conversation (prompt agent) may use; 0 = no limit. */
+  budgetTokens: z.coerce.number().int().min(0).default(0),
+  /** Seconds a session or conversation may call models after it began; 0 = no limit. */
+  budgetWallClockSeconds: z.coerce.number().min(0).default(0),
+  /** Longest an MCP server may take to connect, list or run a tool. */
+  mcpTimeoutSeconds: z.coerce.number().min(0.1).default(30),
   /** A log stream with nothing to say sends a status line this often. */
   logKeepAliveSeconds: z.coerce.number().min(0.1).default(60),
   /** Longest silence of a model server: before its first chunk, and between two. */
@@ -212,6 +218,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["sessionLogRateBytes", env.AGENTHOST_SESSION_LOG_RATE_BYTES],
     ["sessionDiskQuotaBytes", env.AGENTHOST_SESSION_DISK_QUOTA_BYTES],
     ["sessionInodeQuota", env.AGENTHOST_SESSION_INODE_QUOTA],
+    ["budgetTokens", env.AGENTHOST_BUDGET_TOKENS],
+    ["budgetWallClockSeconds", env.AGENTHOST_BUDGET_WALL_CLOCK_SECONDS],
+    ["mcpTimeoutSeconds", env.AGENTHOST_MCP_TIMEOUT_SECONDS],
     ["logKeepAliveSeconds", env.AGENTHOST_LOG_KEEPALIVE_SECONDS],
     ["upstreamTimeoutSeconds", env.AGENTHOST_UPSTREAM_TIMEOUT_SECONDS],
     ["upstreamRetries", env.AGENTHOST_UPSTREAM_RETRIES],

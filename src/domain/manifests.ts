@@ -1,6 +1,5 @@
-import { Ajv, type ValidateFunction } from "ajv";
-import { RE2JS, RE2JSSyntaxException } from "re2js";
-import { canonicalJson } from "../lib/canonicalJson.js";
+import type { ValidateFunction } from "ajv";
+import { linearValidator } from "../lib/jsonSchema.js";
 import { AppError } from "./errors.js";
 import type { JsonObject } from "./model.js";
 
@@ -24,77 +23,18 @@ export interface Manifest {
 const placeholder = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g;
 const whole = /^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$/;
 
-/**
- * Parameter schemas come from callers, so nothing in them may cost more than linear time:
- * `pattern` and `patternProperties` run on RE2 (no backtracking; lookarounds and
- * backreferences are refused when the manifest is registered), a schema is at most
- * `maxSchemaBytes`, and `uniqueItems` (a pairwise comparison for anything but scalars) only
- * applies to arrays of scalars.
- */
-const linearRegExp = Object.assign((pattern: string) => RE2JS.compile(pattern), { code: "re2js" });
-const ajv = new Ajv({ allErrors: false, strict: false, code: { regExp: linearRegExp } });
-const maxSchemaBytes = 16 * 1024;
 const maxParameters = 64;
-const scalarTypes = new Set(["string", "number", "integer", "boolean", "null"]);
 
-/** Compiled validators by canonical schema: compiled once, and Ajv's own cache not grown. */
-const compiled = new Map<string, ValidateFunction>();
-const maxCompiled = 512;
-
-/** The schema's validator; an AppError naming `param` when it does not compile. */
+/** The schema's validator; an AppError naming `param` when it is refused. */
 function validatorOf(schema: JsonObject, name: string): ValidateFunction {
-  const key = canonicalJson(schema);
-  let validate = compiled.get(key);
-  if (!validate) {
-    try {
-      validate = ajv.compile(schema);
-    } catch (err) {
-      const why =
-        err instanceof RE2JSSyntaxException
-          ? `a pattern is not accepted (patterns run on RE2 in linear time: no lookarounds or backreferences): ${err.message}`
-          : (err as Error).message;
-      throw new AppError(
-        "invalid_parameter",
-        `Parameter '${name}' is not a valid JSON schema: ${why}`,
-        `parameters.${name}`,
-      );
-    } finally {
-      ajv.removeSchema(schema);
-    }
-    if (compiled.size >= maxCompiled) compiled.delete(compiled.keys().next().value!);
-    compiled.set(key, validate);
-  }
+  const validate = linearValidator(schema);
+  if (typeof validate === "string")
+    throw new AppError(
+      "invalid_parameter",
+      `Parameter '${name}' is not accepted: ${validate}.`,
+      `parameters.${name}`,
+    );
   return validate;
-}
-
-/** Why a schema could cost more than linear time to check, or undefined. */
-function superLinear(schema: unknown): string | undefined {
-  if (Array.isArray(schema)) {
-    for (const s of schema) {
-      const why = superLinear(s);
-      if (why) return why;
-    }
-    return undefined;
-  }
-  if (schema === null || typeof schema !== "object") return undefined;
-  const s = schema as Record<string, unknown>;
-  if (s.uniqueItems === true) {
-    const items = s.items as { type?: unknown; enum?: unknown } | undefined;
-    const type = items?.type;
-    const scalar =
-      typeof type === "string"
-        ? scalarTypes.has(type)
-        : Array.isArray(type) && type.length > 0 && type.every((t) => scalarTypes.has(t));
-    if (!scalar)
-      return "'uniqueItems' is only accepted for arrays whose 'items' have a scalar 'type'";
-  }
-  for (const [key, value] of Object.entries(s)) {
-    // Values under these keys are data, not schemas.
-    if (key === "enum" || key === "const" || key === "default" || key === "examples") continue;
-    const why = superLinear(value);
-    if (why) return why;
-  }
-  return undefined;
 }
 
 /** Throws unless every placeholder is declared and every parameter schema compiles. */
@@ -109,19 +49,7 @@ export function checkManifest(
       "parameters",
     );
   }
-  for (const [name, schema] of Object.entries(parameters)) {
-    const refuse = (why: string) =>
-      new AppError(
-        "invalid_parameter",
-        `Parameter '${name}' is not accepted: ${why}.`,
-        `parameters.${name}`,
-      );
-    if (Buffer.byteLength(JSON.stringify(schema)) > maxSchemaBytes)
-      throw refuse(`its schema is larger than ${maxSchemaBytes} bytes`);
-    const why = superLinear(schema);
-    if (why) throw refuse(why);
-    validatorOf(schema, name);
-  }
+  for (const [name, schema] of Object.entries(parameters)) validatorOf(schema, name);
   for (const used of placeholders(definition)) {
     if (!(used in parameters)) {
       throw new AppError(

@@ -1,3 +1,8 @@
+import type {
+  ConversationRepository,
+  ResponseRepository,
+  UsageRepository,
+} from "../responses/ports.js";
 import type { Readable } from "node:stream";
 import type { Manifest } from "./manifests.js";
 import type {
@@ -239,6 +244,9 @@ export interface Store {
   readonly keys: KeyRepository;
   readonly projects: ProjectRepository;
   readonly manifests: ManifestRepository;
+  readonly responses: ResponseRepository;
+  readonly conversations: ConversationRepository;
+  readonly usage: UsageRepository;
   readonly deployments: DeploymentRepository;
   /** Creates or upgrades the schema; safe to call on every start. */
   migrate(): Promise<void>;

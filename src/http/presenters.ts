@@ -1,3 +1,4 @@
+import type { Conversation } from "../responses/ports.js";
 import type { Agent, Page, Session, Version } from "../domain/model.js";
 import type { ApiKey } from "../domain/ports.js";
 import type { Deployment } from "../gateway/deploymentService.js";
@@ -97,6 +98,13 @@ export function presentKey(key: ApiKey, secret?: string) {
   };
 }
 
+/** A conversation as the `openai` client reads it. */
+export const presentConversation = (c: Conversation) => ({
+  id: c.id,
+  object: "conversation" as const,
+  created_at: c.createdAt,
+  metadata: c.metadata,
+});
 /** A deployment for admins: where it points, never its key (only whether one is stored). */
 export function presentDeployment(d: Deployment) {
   return {

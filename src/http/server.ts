@@ -22,6 +22,9 @@ import { sessionFileRoutes } from "./routes/sessionFileRoutes.js";
 import type { SessionService } from "../sessions/sessionService.js";
 import type { ModelGateway } from "../gateway/modelGateway.js";
 import { openaiRoutes } from "./routes/openaiRoutes.js";
+import { responseRoutes } from "./routes/responseRoutes.js";
+import type { ResponseService } from "../responses/responseService.js";
+import type { ConversationService } from "../responses/conversationService.js";
 import type { DeploymentService } from "../gateway/deploymentService.js";
 import { deploymentAdminRoutes, deploymentRoutes } from "./routes/deploymentRoutes.js";
 
@@ -33,6 +36,8 @@ export interface HttpServices {
   projects: ProjectRepository;
   sessions: SessionService;
   gateway: ModelGateway;
+  responses: ResponseService;
+  conversations: ConversationService;
   deployments: DeploymentService;
   clock: Clock;
 }
@@ -91,6 +96,11 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       codeDownloadRoute(project, services.code);
       manifestRoutes(project, services.manifests, services.agents);
       sessionRoutes(project, services.sessions);
+      project.register(
+        async (agentOpenai) =>
+          responseRoutes(agentOpenai, services.responses, services.conversations),
+        { prefix: "/agents/:name/endpoint/protocols/openai" },
+      );
       deploymentRoutes(project, services.deployments);
       sessionFileRoutes(project, services.sessions, {
         keepAliveMs: options.logKeepAliveMs ?? 60_000,
@@ -104,6 +114,7 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
     async (openai) => {
       openai.addHook("onRequest", projectAuth(services.keys, { apiVersion: "none" }));
       openaiRoutes(openai, services.gateway);
+      responseRoutes(openai, services.responses, services.conversations);
     },
     { prefix: "/api/projects/:project/openai/v1" },
   );

@@ -1,6 +1,7 @@
 import { request } from "node:https";
 import { Readable } from "node:stream";
 import OpenAI from "openai";
+import type { AIProjectClient } from "@azure/ai-projects";
 import type { TestServer } from "./server.js";
 
 /**
@@ -22,6 +23,29 @@ export function openaiClient(
     maxRetries: 0,
     fetch: trustingFetch(server.caPem),
   });
+}
+
+/**
+ * `project.getOpenAIClient()` of the official client, unmodified: for the project's
+ * `/openai/v1`, or an agent's endpoint when `agentName` is given. It captures the global
+ * fetch when called, so for that moment the global fetch is one trusting the server's CA
+ * (what NODE_EXTRA_CA_CERTS does for a whole process).
+ */
+export function projectOpenAI(
+  project: AIProjectClient,
+  server: Pick<TestServer, "caPem">,
+  agentName?: string,
+): OpenAI {
+  const original = globalThis.fetch;
+  globalThis.fetch = trustingFetch(server.caPem) as typeof fetch;
+  try {
+    return project.getOpenAIClient({
+      maxRetries: 0,
+      ...(agentName ? { azureConfig: { agentName, allowPreview: true } } : {}),
+    }) as unknown as OpenAI;
+  } finally {
+    globalThis.fetch = original;
+  }
 }
 
 function trustingFetch(ca: Buffer) {

@@ -144,4 +144,63 @@ export const migrations: readonly { id: number; sql: string }[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    id: 6,
+    sql: `
+      -- Responses (store: true): the object as presented, this call's input items, and a
+      -- background response's stream events once it has ended (for replay).
+      CREATE TABLE responses (
+        id TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        agent_name TEXT,
+        session_id TEXT,
+        previous_response_id TEXT,
+        conversation_id TEXT,
+        body TEXT NOT NULL,
+        input TEXT NOT NULL,
+        events TEXT,
+        created_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+
+      CREATE TABLE conversations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        agent_name TEXT,
+        agent_version INTEGER,
+        created_at INTEGER NOT NULL
+      );
+
+      CREATE TABLE conversation_items (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        item TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (conversation_id, id)
+      );
+
+      -- Tokens of every model call, attributed.
+      CREATE TABLE usage (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL,
+        agent_name TEXT,
+        agent_version INTEGER,
+        session_id TEXT,
+        conversation_id TEXT,
+        owner TEXT NOT NULL,
+        deployment TEXT NOT NULL,
+        response_id TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX usage_by_session ON usage (project, agent_name, session_id) WHERE session_id IS NOT NULL;
+      CREATE INDEX usage_by_conversation ON usage (conversation_id) WHERE conversation_id IS NOT NULL;
+      CREATE INDEX usage_by_time ON usage (project, created_at);
+    `,
+  },
 ];

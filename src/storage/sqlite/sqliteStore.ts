@@ -14,6 +14,11 @@ import { SqliteDeploymentRepository } from "./sqliteDeploymentRepository.js";
 import { migrations } from "./migrations.js";
 import { SqliteSessionRepository } from "./sqliteSessionRepository.js";
 import { StatementCache } from "./statementCache.js";
+import {
+  SqliteConversationRepository,
+  SqliteResponseRepository,
+  SqliteUsageRepository,
+} from "./sqliteResponseRepository.js";
 
 /**
  * The embedded backend: one SQLite file in WAL mode. Commits are fsynced (synchronous=FULL),
@@ -26,6 +31,9 @@ export class SqliteStore implements Store {
   readonly keys: KeyRepository;
   readonly projects: ProjectRepository;
   readonly manifests: ManifestRepository;
+  readonly responses: SqliteResponseRepository;
+  readonly conversations: SqliteConversationRepository;
+  readonly usage: SqliteUsageRepository;
   readonly deployments: DeploymentRepository;
   private readonly db: Db;
 
@@ -40,6 +48,9 @@ export class SqliteStore implements Store {
     this.keys = new SqliteKeyRepository(this.db);
     this.projects = new SqliteProjectRepository(this.db);
     this.manifests = new SqliteManifestRepository(this.db);
+    this.responses = new SqliteResponseRepository(this.db);
+    this.conversations = new SqliteConversationRepository(this.db);
+    this.usage = new SqliteUsageRepository(this.db);
     this.deployments = new SqliteDeploymentRepository(this.db);
   }
 

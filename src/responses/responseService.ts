@@ -1,0 +1,575 @@
+import { createHash } from "node:crypto";
+import { sessionIdPattern } from "../contract/requests.js";
+import type { CreateResponseBody } from "../contract/responses.js";
+import { AppError, notFound } from "../domain/errors.js";
+import type { Caller } from "../domain/keyService.js";
+import type { JsonObject, Version } from "../domain/model.js";
+import type { AgentRepository, Clock } from "../domain/ports.js";
+import { pickVersion, trafficRules } from "../domain/trafficRules.js";
+import type { ForwardedAnswer, SessionForwarder } from "../forwarder/sessionForwarder.js";
+import { budgetOf, type Attribution, type Budget, type Meter } from "../gateway/metering.js";
+import type { ModelGateway } from "../gateway/modelGateway.js";
+import { linearValidator } from "../lib/jsonSchema.js";
+import type { McpTools } from "../tools/mcp.js";
+import { parseMcpTool } from "../tools/mcp.js";
+import { Engine, StructuredOutputError, type FunctionTool, type Turn } from "./engine.js";
+import { newId, normalizeInput } from "./items.js";
+import type { ConversationRepository, Item, ResponseRepository, StoredResponse } from "./ports.js";
+import { Runs, type Run } from "./runs.js";
+
+/*
+ * The Responses API: a response is computed by the engine for a model or a prompt agent, or
+ * handed to a hosted agent's session. Responses and conversations belong to the identity that
+ * created them; nobody else finds them.
+ */
+
+export interface ResponseServiceDeps {
+  agents: AgentRepository;
+  responses: ResponseRepository;
+  conversations: ConversationRepository;
+  gateway: ModelGateway;
+  mcp: McpTools;
+  meter: Meter;
+  forwarder?: SessionForwarder;
+  /** Budget defaults (a version's `definition.budget` overrides them). */
+  budget: Budget;
+  clock: Clock;
+}
+
+/** What `create` gives the transport. */
+export type Created =
+  | { kind: "response"; response: JsonObject }
+  | { kind: "stream"; events: AsyncIterable<JsonObject>; run: Run; background: boolean }
+  | { kind: "hosted"; answer: ForwardedAnswer };
+
+/** Tool types the service cannot run: storable in a version, refused at invocation. */
+const runnableTools = new Set(["function", "mcp"]);
+
+/** Items of a chain walked back from a response, at most this many responses deep. */
+const maxChain = 1000;
+
+export class ResponseService {
+  private readonly runs = new Runs();
+  private readonly engine: Engine;
+
+  constructor(private readonly deps: ResponseServiceDeps) {
+    this.engine = new Engine(deps.gateway, deps.mcp);
+  }
+
+  async create(
+    caller: Caller,
+    project: string,
+    body: CreateResponseBody,
+    scope: { agentName?: string } = {},
+    clientGone?: AbortSignal,
+  ): Promise<Created> {
+    const reference = agentReferenceOf(body, scope.agentName);
+    if (body.previous_response_id && body.conversation)
+      throw new AppError(
+        "invalid_parameter",
+        "Send either previous_response_id or conversation, not both.",
+        "conversation",
+      );
+    const previous = body.previous_response_id
+      ? await this.owned(caller, project, body.previous_response_id, "previous_response_id")
+      : undefined;
+    const conversationId =
+      typeof body.conversation === "string" ? body.conversation : body.conversation?.id;
+    const conversation = conversationId
+      ? await this.ownedConversation(caller, project, conversationId)
+      : undefined;
+
+    let version: Version | undefined;
+    if (reference) {
+      version = await this.pickVersion(project, reference, conversation);
+      if (version.definition.kind === "hosted")
+        return this.forwardHosted(caller, project, body, version, conversation?.id, previous);
+      if (version.definition.kind !== "prompt")
+        throw new AppError(
+          "invalid_parameter",
+          `Agent '${reference.name}' is a ${version.definition.kind} agent, which cannot answer responses.`,
+          "agent",
+        );
+    } else if (!body.model) {
+      throw new AppError(
+        "missing_parameter",
+        "Missing required parameter 'model' (a deployment name), or name an agent.",
+        "model",
+      );
+    }
+    if (body.background && body.store === false)
+      throw new AppError("invalid_parameter", "background requires store: true.", "store");
+
+    const definition = (version?.definition ?? {}) as JsonObject;
+    const turn = this.turnOf(project, body, definition);
+    turn.history = previous
+      ? await this.chain(project, previous)
+      : conversation
+        ? await this.deps.conversations.items(project, conversation.id)
+        : [];
+    turn.input = await this.inputOf(project, body, turn.history);
+
+    const id = newId("resp");
+    const now = this.deps.clock();
+    const store = body.store !== false;
+    const background = body.background === true;
+    const agentReference = version && {
+      type: "agent_reference",
+      name: version.agentName,
+      version: String(version.version),
+    };
+    let response: JsonObject = {
+      id,
+      object: "response",
+      created_at: now,
+      status: background ? "queued" : "in_progress",
+      background,
+      error: null,
+      incomplete_details: null,
+      instructions: body.instructions ?? (definition.instructions as string | undefined) ?? null,
+      max_output_tokens: body.max_output_tokens ?? null,
+      model: turn.deployment,
+      output: [],
+      parallel_tool_calls: turn.parallelToolCalls,
+      previous_response_id: previous?.id ?? null,
+      conversation: conversation ? { id: conversation.id } : null,
+      reasoning: null,
+      store,
+      temperature: turn.temperature ?? null,
+      top_p: turn.topP ?? null,
+      text: {
+        format: body.text?.format ??
+          (definition.text as JsonObject | undefined)?.format ?? { type: "text" },
+      },
+      tool_choice: turn.toolChoice ?? "auto",
+      tools: [...((definition.tools as JsonObject[] | undefined) ?? []), ...(body.tools ?? [])],
+      truncation: "disabled",
+      usage: null,
+      metadata: body.metadata ?? {},
+      user: null,
+      ...(agentReference ? { agent_reference: agentReference } : {}),
+    };
+    const stored = (events: JsonObject[] | null): StoredResponse => ({
+      id,
+      project,
+      owner: caller.subject,
+      agentName: version?.agentName ?? null,
+      sessionId: null,
+      previousResponseId: previous?.id ?? null,
+      conversationId: conversation?.id ?? null,
+      body: response,
+      input: turn.input,
+      events,
+      createdAt: now,
+    });
+    if (store) await this.deps.responses.put(stored(null));
+
+    const attribution: Attribution = {
+      project,
+      owner: caller.subject,
+      agentName: version?.agentName ?? null,
+      agentVersion: version?.version ?? null,
+      sessionId: null,
+      conversationId: conversation?.id ?? null,
+      responseId: id,
+      budget: version
+        ? {
+            ...budgetOf(definition, this.deps.budget),
+            startedAt: conversation?.createdAt ?? now,
+          }
+        : undefined,
+    };
+    const run = this.runs.start(id);
+    const emit = (type: string) => run.emit({ type, response });
+    if (background) emit("response.queued");
+    emit("response.created");
+    response = { ...response, status: "in_progress" };
+    emit("response.in_progress");
+    if (clientGone && !background)
+      clientGone.addEventListener("abort", () => run.abort.abort(), { once: true });
+
+    const finished = (async () => {
+      let failure: unknown;
+      try {
+        const result = await this.engine.run(
+          turn,
+          {
+            event: (e) => run.emit(e),
+            beforeCall: () => this.deps.meter.check(attribution),
+            usage: (deployment, u) => this.deps.meter.record(attribution, deployment, u),
+          },
+          run.abort.signal,
+        );
+        // A cancelled upstream call may end quietly: what was cut short is not complete.
+        run.abort.signal.throwIfAborted();
+        response = {
+          ...response,
+          status: "completed",
+          output: result.output,
+          usage: usageOf(result.usage),
+        };
+        emit("response.completed");
+        if (conversation) {
+          await this.deps.conversations.append(
+            project,
+            conversation.id,
+            [...turn.input, ...result.output],
+            this.deps.clock(),
+          );
+          if (conversation.agentName === null && version)
+            await this.deps.conversations.update(project, conversation.id, {
+              agentName: version.agentName,
+              agentVersion: version.version,
+            });
+        }
+      } catch (err) {
+        failure = err;
+        const cancelled = run.abort.signal.aborted;
+        response = {
+          ...response,
+          status: cancelled ? "cancelled" : "failed",
+          error: cancelled ? null : errorOf(err),
+        };
+        emit(cancelled ? "response.incomplete" : "response.failed");
+      }
+      try {
+        if (store) await this.deps.responses.put(stored(background ? run.events : null));
+      } finally {
+        this.runs.finish(run);
+      }
+      return { response, failure };
+    })();
+
+    if (body.stream) return { kind: "stream", events: run.follow(-1, clientGone), run, background };
+    if (background) return { kind: "response", response: { ...response, status: "queued" } };
+    const { response: final, failure } = await finished;
+    // A model server that failed the call fails the request (502/504), as a proxy would.
+    if (failure instanceof AppError && failure.code !== "invalid_parameter") throw failure;
+    return { kind: "response", response: final };
+  }
+
+  async get(caller: Caller, project: string, id: string): Promise<JsonObject> {
+    const live = this.runs.get(id);
+    const stored = await this.owned(caller, project, id, "response_id");
+    return live && !live.done ? (lastSnapshot(live) ?? stored.body) : stored.body;
+  }
+
+  /** A response's stream again: events after `startingAfter`, then the live ones. */
+  async stream(
+    caller: Caller,
+    project: string,
+    id: string,
+    startingAfter: number,
+    signal: AbortSignal,
+  ): Promise<AsyncIterable<JsonObject>> {
+    const stored = await this.owned(caller, project, id, "response_id");
+    const live = this.runs.get(id);
+    if (live) return live.follow(startingAfter, signal);
+    const events = (await this.deps.responses.get(project, id))?.events ?? stored.events;
+    if (!events)
+      throw new AppError(
+        "invalid_parameter",
+        "Only a background response can be streamed again (create it with background: true).",
+        "stream",
+      );
+    return (async function* () {
+      for (const e of events) if ((e.sequence_number as number) > startingAfter) yield e;
+    })();
+  }
+
+  async cancel(caller: Caller, project: string, id: string): Promise<JsonObject> {
+    const stored = await this.owned(caller, project, id, "response_id");
+    if (!stored.body.background)
+      throw new AppError(
+        "invalid_parameter",
+        "Only a background response can be cancelled.",
+        "response_id",
+      );
+    const live = this.runs.get(id);
+    if (live) {
+      live.abort.abort();
+      await drain(live.follow(live.events.length - 1));
+    }
+    return (await this.deps.responses.get(project, id))?.body ?? stored.body;
+  }
+
+  async delete(caller: Caller, project: string, id: string): Promise<void> {
+    await this.owned(caller, project, id, "response_id");
+    const live = this.runs.get(id);
+    if (live) {
+      live.abort.abort();
+      await drain(live.follow(live.events.length - 1));
+    }
+    await this.deps.responses.delete(project, id);
+  }
+
+  async inputItems(caller: Caller, project: string, id: string): Promise<Item[]> {
+    return (await this.owned(caller, project, id, "response_id")).input;
+  }
+
+  /** Cancels what still runs (at shutdown). */
+  close() {
+    this.runs.cancelAll();
+  }
+
+  private async owned(caller: Caller, project: string, id: string, param: string) {
+    const stored = await this.deps.responses.get(project, id);
+    // Another identity's response is not found, as the real service answers.
+    if (!stored || stored.owner !== caller.subject) throw notFound(`Response '${id}'`, param);
+    return stored;
+  }
+
+  private async ownedConversation(caller: Caller, project: string, id: string) {
+    const c = await this.deps.conversations.get(project, id);
+    if (!c || c.owner !== caller.subject) throw notFound(`Conversation '${id}'`, "conversation");
+    return c;
+  }
+
+  /** The version that answers: named, else the conversation's, else the split's, else latest. */
+  private async pickVersion(
+    project: string,
+    reference: { name: string; version?: string },
+    conversation: { id: string; agentName: string | null; agentVersion: number | null } | undefined,
+  ): Promise<Version> {
+    const agent = await this.deps.agents.get(project, reference.name);
+    if (!agent) throw notFound(`Agent '${reference.name}'`, "agent");
+    let number: number;
+    if (reference.version) number = Number(reference.version);
+    else if (conversation?.agentName === reference.name && conversation.agentVersion !== null)
+      number = conversation.agentVersion;
+    else {
+      // Sticky per conversation: its id decides, so every turn of it lands on one version.
+      const picked = pickVersion(
+        trafficRules(agent.agentEndpoint),
+        conversation ? unitHash(conversation.id) : Math.random(),
+      );
+      number = picked ? Number(picked) : agent.latest.version;
+    }
+    const version =
+      number === agent.latest.version
+        ? agent.latest
+        : await this.deps.agents.getVersion(project, reference.name, number);
+    if (!version)
+      throw notFound(`Version '${number}' of agent '${reference.name}'`, "agent.version");
+    return version;
+  }
+
+  private turnOf(project: string, body: CreateResponseBody, definition: JsonObject): Turn {
+    const tools = [
+      ...((definition.tools as JsonObject[] | undefined) ?? []).map((t, i) => ({
+        t,
+        param: `agent.definition.tools[${i}]`,
+      })),
+      ...(body.tools ?? []).map((t, i) => ({ t: t as JsonObject, param: `tools[${i}]` })),
+    ];
+    const functions: FunctionTool[] = [];
+    const mcp = [];
+    for (const { t, param } of tools) {
+      if (!runnableTools.has(String(t.type)))
+        throw new AppError(
+          "unsupported_tool",
+          `Tool '${String(t.type)}' (${param}) cannot be run by this service; only function and mcp tools can.`,
+          param,
+        );
+      if (t.type === "mcp") mcp.push(parseMcpTool(t, param));
+      else {
+        if (typeof t.name !== "string" || t.name.length === 0)
+          throw new AppError(
+            "missing_parameter",
+            `Missing required parameter '${param}.name'.`,
+            `${param}.name`,
+          );
+        functions.push(t as unknown as FunctionTool);
+      }
+    }
+    const format = (body.text?.format ?? (definition.text as JsonObject | undefined)?.format) as
+      { type: string; name?: string; schema?: Record<string, unknown> } | undefined;
+    let schema: Turn["schema"];
+    if (format?.type === "json_schema") {
+      const validate = linearValidator(format.schema ?? {});
+      if (typeof validate === "string")
+        throw new AppError(
+          "invalid_parameter",
+          `text.format.schema is not accepted: ${validate}.`,
+          "text.format.schema",
+        );
+      schema = { name: format.name ?? "answer", schema: format.schema ?? {}, validate };
+    }
+    const pick = <T>(a: T | null | undefined, b: unknown): T | null | undefined =>
+      a !== undefined ? a : (b as T | null | undefined);
+    return {
+      project,
+      deployment: (definition.model as string | undefined) ?? body.model!,
+      instructions: [definition.instructions, body.instructions].filter(
+        (i): i is string => typeof i === "string" && i.length > 0,
+      ),
+      history: [],
+      input: [],
+      functions,
+      mcp,
+      toolChoice: body.tool_choice ?? definition.tool_choice,
+      parallelToolCalls: body.parallel_tool_calls ?? true,
+      temperature: pick(body.temperature, definition.temperature),
+      topP: pick(body.top_p, definition.top_p),
+      maxOutputTokens: body.max_output_tokens,
+      schema,
+      jsonObject: format?.type === "json_object",
+    };
+  }
+
+  private async inputOf(
+    project: string,
+    body: CreateResponseBody,
+    history: Item[],
+  ): Promise<Item[]> {
+    const input = body.input ?? [];
+    const items =
+      typeof input === "string" ? [normalizeInput(input)] : input.map((i) => normalizeInput(i));
+    const known = new Set(history.filter((i) => i.type === "function_call").map((i) => i.call_id));
+    items.forEach((item, i) => {
+      if (item.type === "function_call") known.add(item.call_id);
+      if (item.type === "function_call_output" && !known.has(item.call_id))
+        throw new AppError(
+          "invalid_parameter",
+          `No function_call with call_id '${String(item.call_id)}' precedes this output.`,
+          `input[${i}].call_id`,
+        );
+    });
+    void project;
+    return items;
+  }
+
+  /** Every item of the chain ending at `last`: each response's input, then its output. */
+  private async chain(project: string, last: StoredResponse): Promise<Item[]> {
+    const links: StoredResponse[] = [last];
+    while (links.length < maxChain) {
+      const prev = links.at(-1)!.previousResponseId;
+      if (!prev) break;
+      const r = await this.deps.responses.get(project, prev);
+      if (!r) break;
+      links.push(r);
+    }
+    return links
+      .reverse()
+      .flatMap((r) => [...r.input, ...((r.body.output as Item[] | undefined) ?? [])]);
+  }
+
+  private async forwardHosted(
+    caller: Caller,
+    project: string,
+    body: CreateResponseBody,
+    version: Version,
+    conversationId: string | undefined,
+    previous: StoredResponse | undefined,
+  ): Promise<Created> {
+    if (!this.deps.forwarder)
+      throw new AppError("sandbox_unavailable", "This host cannot run hosted agents' sessions.");
+    void conversationId;
+    void previous;
+    if (body.agent_session_id !== undefined && !sessionIdPattern.test(body.agent_session_id))
+      throw new AppError(
+        "invalid_parameter",
+        "agent_session_id must be 8-128 of [A-Za-z0-9_-].",
+        "agent_session_id",
+      );
+    const rest: JsonObject = { ...body };
+    for (const field of ["agent", "agent_reference", "agent_name"]) delete rest[field];
+    const answer = await this.deps.forwarder.forward({
+      caller,
+      project,
+      agentName: version.agentName,
+      sessionId: body.agent_session_id,
+      version: version.version,
+      path: "/responses",
+      body: Buffer.from(JSON.stringify(rest)),
+      contentType: "application/json",
+    });
+    this.recordHosted(caller, project, version.agentName, answer);
+    return { kind: "hosted", answer };
+  }
+
+  /**
+   * Remembers which identity and session a hosted agent's response belongs to: the first `id`
+   * in its answer (the response object's, or the `response.created` event's).
+   */
+  private recordHosted(
+    caller: Caller,
+    project: string,
+    agentName: string,
+    answer: ForwardedAnswer,
+  ) {
+    let seen = "";
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString("utf8");
+      const m = /"id"\s*:\s*"([A-Za-z0-9_-]{1,256})"/.exec(seen);
+      if (m || seen.length > 64 * 1024) {
+        answer.body.off("data", onData);
+        if (!m) return;
+        void this.deps.responses
+          .put({
+            id: m[1]!,
+            project,
+            owner: caller.subject,
+            agentName,
+            sessionId: answer.sessionId,
+            previousResponseId: null,
+            conversationId: null,
+            body: { id: m[1]!, object: "response", agent_session_id: answer.sessionId },
+            input: [],
+            events: null,
+            createdAt: this.deps.clock(),
+          })
+          .catch(() => {});
+      }
+    };
+    answer.body.on("data", onData);
+  }
+}
+
+/** The agent named by the body (`agent_reference`, `agent`, `agent_name`) or the route. */
+function agentReferenceOf(
+  body: CreateResponseBody,
+  routeAgent: string | undefined,
+): { name: string; version?: string } | undefined {
+  const raw = body.agent_reference ?? body.agent ?? body.agent_name;
+  const ref = typeof raw === "string" ? { name: raw } : raw;
+  if (routeAgent) {
+    if (ref && ref.name !== routeAgent)
+      throw new AppError(
+        "invalid_parameter",
+        `The body names agent '${ref.name}' but the endpoint is agent '${routeAgent}'.`,
+        "agent",
+      );
+    return { name: routeAgent, version: ref?.version };
+  }
+  return ref && { name: ref.name, version: ref.version };
+}
+
+/** A stable number in [0, 1) from a string. */
+const unitHash = (s: string) => createHash("sha256").update(s).digest().readUInt32BE(0) / 2 ** 32;
+
+const usageOf = (u: { input_tokens: number; output_tokens: number }) => ({
+  input_tokens: u.input_tokens,
+  input_tokens_details: { cached_tokens: 0 },
+  output_tokens: u.output_tokens,
+  output_tokens_details: { reasoning_tokens: 0 },
+  total_tokens: u.input_tokens + u.output_tokens,
+});
+
+function errorOf(err: unknown): JsonObject {
+  if (err instanceof StructuredOutputError) return { code: err.code, message: err.message };
+  if (err instanceof AppError) return { code: err.code, message: err.message };
+  return { code: "server_error", message: "The response failed unexpectedly." };
+}
+
+function lastSnapshot(run: Run): JsonObject | undefined {
+  for (let i = run.events.length - 1; i >= 0; i--) {
+    const r = run.events[i]!.response as JsonObject | undefined;
+    if (r) return r;
+  }
+  return undefined;
+}
+
+async function drain(events: AsyncIterable<unknown>) {
+  for await (const event of events) void event;
+}

@@ -1,0 +1,77 @@
+import type { JsonObject } from "../domain/model.js";
+
+/**
+ * A response being computed: its numbered events (kept so that a stream can be followed from
+ * any point while it runs), the latest snapshot, and the way to cancel it.
+ */
+export class Run {
+  readonly events: JsonObject[] = [];
+  readonly abort = new AbortController();
+  private ended = false;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(readonly id: string) {}
+
+  get done(): boolean {
+    return this.ended;
+  }
+
+  emit(event: JsonObject): JsonObject {
+    const numbered = { ...event, sequence_number: this.events.length };
+    this.events.push(numbered);
+    this.wake();
+    return numbered;
+  }
+
+  end() {
+    this.ended = true;
+    this.wake();
+  }
+
+  private wake() {
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+
+  /** Every event after `startingAfter` (a sequence number), then the new ones until the end. */
+  async *follow(startingAfter = -1, signal?: AbortSignal): AsyncGenerator<JsonObject> {
+    let next = startingAfter + 1;
+    while (!signal?.aborted) {
+      while (next < this.events.length) yield this.events[next++]!;
+      if (this.ended) return;
+      await new Promise<void>((resolve) => {
+        this.waiters.add(resolve);
+        signal?.addEventListener("abort", () => resolve(), { once: true });
+      });
+    }
+  }
+}
+
+/** The runs of this process, by response id. */
+export class Runs {
+  private readonly runs = new Map<string, Run>();
+
+  start(id: string): Run {
+    const run = new Run(id);
+    this.runs.set(id, run);
+    return run;
+  }
+
+  get(id: string): Run | undefined {
+    return this.runs.get(id);
+  }
+
+  finish(run: Run) {
+    run.end();
+    this.runs.delete(run.id);
+  }
+
+  /** Cancels every run (at shutdown). */
+  cancelAll() {
+    for (const run of this.runs.values()) run.abort.abort();
+  }
+
+  get size() {
+    return this.runs.size;
+  }
+}
