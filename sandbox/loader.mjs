@@ -1,6 +1,7 @@
 // Starts an agent inside its sandbox: the Node twin of loader.py. Waits (booted) for one
 // JSON line on stdin — argv, working directory, environment — then serves the agent's PORT
-// on the listening Unix socket the host handed it as a descriptor and imports the entry
+// on the listening Unix socket the host handed it as a descriptor, relays its own loopback
+// relay port (when the host gives one) to the host's outbound socket, and imports the entry
 // point in this process.
 import fs from "node:fs";
 import net from "node:net";
@@ -48,6 +49,23 @@ const forwarder = net.createServer((client) => {
 });
 forwarder.listen({ fd: listenerFd });
 forwarder.unref();
+
+// Outbound: 127.0.0.1:relay.port in the sandbox reaches the service through the host's socket.
+if (spec.relay) {
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(spec.relay.socket);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", close).pipe(upstream).on("error", close).pipe(client);
+  });
+  await new Promise((resolve, reject) => {
+    relay.once("error", reject);
+    relay.listen({ port: spec.relay.port, host: "127.0.0.1" }, resolve);
+  });
+  relay.unref();
+}
 
 const [script, ...args] = spec.argv;
 const entry = path.resolve(script);

@@ -3,8 +3,9 @@
 Started ahead of time (a warm sandbox) with the interpreter booted and the modules agents
 use most already imported, it waits for one JSON line on stdin: the agent's argv, working
 directory and environment. It then serves the agent's HTTP port on the listening Unix
-socket the host handed it as a descriptor (the agent itself only needs to know PORT) and
-runs the entry point in this process.
+socket the host handed it as a descriptor (the agent itself only needs to know PORT),
+relays its own loopback relay port (when the host gives one) to the host's outbound socket,
+and runs the entry point in this process.
 """
 
 import json
@@ -84,6 +85,20 @@ def forward(listener, port):
         threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
 
 
+def relay_out(listener, socket_path):
+    """Relays each connection to the sandbox's relay port to the host's outbound socket."""
+    while True:
+        client, _ = listener.accept()
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            upstream.connect(socket_path)
+        except OSError:
+            upstream.close()
+            client.close()  # the host refused it (too many connections, or shutting down)
+            continue
+        threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
+
+
 def main():
     spec = json.loads(sys.stdin.readline())
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -101,6 +116,11 @@ def main():
     listener.setblocking(True)  # the host's end of the description was non-blocking
     port = int(spec["env"].get("PORT", "8088"))
     threading.Thread(target=forward, args=(listener, port), daemon=True).start()
+
+    if spec.get("relay"):
+        outbound = socket.create_server(("127.0.0.1", int(spec["relay"]["port"])))
+        relay_args = (outbound, spec["relay"]["socket"])
+        threading.Thread(target=relay_out, args=relay_args, daemon=True).start()
 
     argv = spec["argv"]
     if argv[0] == "-m":

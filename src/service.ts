@@ -29,6 +29,8 @@ import { checkUidRange, parseUidRange } from "./sandbox/uidPool.js";
 import { SessionRuntime } from "./sessions/sessionRuntime.js";
 import { HomeVolumes } from "./sessions/homeVolume.js";
 import { SessionService } from "./sessions/sessionService.js";
+import { SandboxRelay } from "./gateway/sandboxRelay.js";
+import { SessionTokens } from "./gateway/sessionTokens.js";
 import { Meter } from "./gateway/metering.js";
 import { SessionForwarder } from "./forwarder/sessionForwarder.js";
 import { ConversationService } from "./responses/conversationService.js";
@@ -65,7 +67,7 @@ async function openSandboxes(
   config: Config,
   log: Logger,
   codeRuntime: CodeRuntime,
-  projectEndpoint: (project: string) => string,
+  relay: { relay: SandboxRelay; tokens: SessionTokens },
 ): Promise<SessionRuntime | { unavailable: string }> {
   if (process.getuid?.() !== 0)
     return {
@@ -99,8 +101,8 @@ async function openSandboxes(
   });
   const driver =
     config.sandboxDriver === "bwrap"
-      ? new BwrapDriver(host, cgroups)
-      : new ProcessDriver(host, cgroups);
+      ? new BwrapDriver(host, cgroups, relay.relay)
+      : new ProcessDriver(host, cgroups, relay.relay);
   codeRuntime.useSandbox(driver);
   if (!driver.isolated)
     log.warn(
@@ -128,7 +130,7 @@ async function openSandboxes(
         totalMemoryBytes: config.logMemoryBytes,
         sessionBytesPerSecond: config.sessionLogRateBytes,
       },
-      projectEndpoint,
+      tokens: relay.tokens,
       volumes,
       log,
     },
@@ -157,6 +159,7 @@ export function createServices(
     /** Where `api_key_env` keys are read from, at each call. */
     env?: NodeJS.ProcessEnv;
   } = {},
+  sessionTokens = new SessionTokens(),
 ) {
   const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
   codeRuntime ??= new CodeRuntime(store.agents, blobs, codeRuntimeOptions(config, log));
@@ -226,6 +229,7 @@ export function createServices(
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
     deployments,
+    sessionTokens,
     gateway,
     projects: store.projects,
     clock,
@@ -304,24 +308,25 @@ export async function startService(config: Config): Promise<RunningService> {
   const discovering: Promise<Discovery> = config.modelDiscovery
     ? discoverModels({ env: process.env, ollamaUrl: config.ollamaUrl })
     : Promise.resolve({ upstreams: [], failures: [] });
-  let origin = "";
-  const sandboxes = await openSandboxes(
-    store,
-    config,
-    log,
-    codeRuntime,
-    (p) => `${origin}/api/projects/${p}`,
-  );
+  // Sandboxes reach the service's own app through their relays, with their sessions' tokens.
+  const relay = { relay: new SandboxRelay(), tokens: new SessionTokens() };
+  const sandboxes = await openSandboxes(store, config, log, codeRuntime, relay);
   if ("unavailable" in sandboxes) {
     log.warn({ reason: sandboxes.unavailable }, "sessions are unavailable");
     codeRuntime.useSandbox(sandboxes); // and so are dependency installs
   }
   const discovery = await discovering;
   for (const failure of discovery.failures) log.warn({ failure }, "model discovery failed");
-  const services = createServices(store, config, log, systemClock, sandboxes, codeRuntime, {
-    discovered: discovery.upstreams,
-    env: process.env,
-  });
+  const services = createServices(
+    store,
+    config,
+    log,
+    systemClock,
+    sandboxes,
+    codeRuntime,
+    { discovered: discovery.upstreams, env: process.env },
+    relay.tokens,
+  );
   let storedDeployments = 0;
   for (const project of await store.projects.list())
     storedDeployments += (await store.deployments.list(project)).length;
@@ -353,12 +358,13 @@ export async function startService(config: Config): Promise<RunningService> {
     await store.close();
     throw err;
   }
+  relay.relay.serve((req, res) => app.routing(req, res));
   const resumed = await services.codeRuntime.resumeInterrupted();
   if (resumed > 0) log.info({ versions: resumed }, "resuming interrupted builds");
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const host = config.host === "::" || config.host === "0.0.0.0" ? "localhost" : config.host;
-  origin = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const origin = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
   return {
     app,
     origin,

@@ -22,6 +22,7 @@ import { sessionFileRoutes } from "./routes/sessionFileRoutes.js";
 import type { SessionService } from "../sessions/sessionService.js";
 import type { ModelGateway } from "../gateway/modelGateway.js";
 import { openaiRoutes } from "./routes/openaiRoutes.js";
+import type { SessionTokens } from "../gateway/sessionTokens.js";
 import { responseRoutes } from "./routes/responseRoutes.js";
 import type { ResponseService } from "../responses/responseService.js";
 import type { ConversationService } from "../responses/conversationService.js";
@@ -36,6 +37,8 @@ export interface HttpServices {
   projects: ProjectRepository;
   sessions: SessionService;
   gateway: ModelGateway;
+  /** Tokens of running sessions' sandboxes (accepted on the data plane, through their relay). */
+  sessionTokens?: SessionTokens;
   responses: ResponseService;
   conversations: ConversationService;
   deployments: DeploymentService;
@@ -109,10 +112,14 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
     { prefix: "/api/projects/:project" },
   );
 
-  // The OpenAI-compatible data plane (`project.getOpenAIClient()`, a stock `openai` client).
+  // The OpenAI-compatible data plane (`project.getOpenAIClient()`, a stock `openai` client);
+  // also what a hosted agent reaches through its sandbox's relay, with its session's token.
   app.register(
     async (openai) => {
-      openai.addHook("onRequest", projectAuth(services.keys, { apiVersion: "none" }));
+      openai.addHook(
+        "onRequest",
+        projectAuth(services.keys, { apiVersion: "none", sessionTokens: services.sessionTokens }),
+      );
       openaiRoutes(openai, services.gateway);
       responseRoutes(openai, services.responses, services.conversations);
     },

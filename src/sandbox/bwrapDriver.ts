@@ -2,10 +2,18 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import type { Readable, Writable } from "node:stream";
 import type { Cgroup, CgroupHost } from "./cgroups.js";
-import type { RunOptions, RunPaths, RunResult, SandboxDriver, SandboxOptions } from "./driver.js";
+import type {
+  OutboundRelay,
+  RunOptions,
+  RunPaths,
+  RunResult,
+  SandboxDriver,
+  SandboxOptions,
+} from "./driver.js";
 import { superviseRun } from "./oneShot.js";
 import { SandboxProcess, type HostLayout } from "./sandboxProcess.js";
 import { seccompFilter } from "./seccomp.js";
+import { removeTree } from "../trees/agentTree.js";
 
 /** The sandbox's view: only these host paths exist in it, all read-only. */
 const systemBinds = ["/usr", "/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache", "/etc/localtime"];
@@ -18,7 +26,9 @@ const systemBinds = ["/usr", "/etc/alternatives", "/etc/ssl", "/etc/ld.so.cache"
  * own cgroup before any of its code runs (bwrap waits on `--block-fd` until it is), and dies
  * with the service (`--die-with-parent`). bwrap reads its arguments from a pipe (`--args`),
  * so that the sandbox's /proc/1/cmdline shows no host path. The agent's socket is a
- * listening descriptor the host made (HostLayout.listen).
+ * listening descriptor the host made (HostLayout.listen). With a relay, the sandbox's own
+ * outbound socket is bound read-only at `relaySocket`, and the loader serves
+ * 127.0.0.1:`relayPort` (in the sandbox's network namespace) through it.
  */
 export class BwrapDriver implements SandboxDriver {
   readonly name = "bwrap";
@@ -27,11 +37,24 @@ export class BwrapDriver implements SandboxDriver {
   constructor(
     private readonly host: HostLayout,
     private readonly cgroups: CgroupHost,
+    private readonly relay?: OutboundRelay,
   ) {}
 
   async start(options: SandboxOptions): Promise<SandboxProcess> {
     const { run, cgroup } = await this.host.prepare(this.cgroups, options);
-    const listener = await this.host.listen(options.id);
+    const uid = options.uid ?? this.host.uid;
+    let relay: { close(): Promise<void> } | undefined;
+    let listener: { fd: number; release: () => void };
+    try {
+      relay = await this.relay?.listen(options.id, this.host.relaySocketOf(options.id), uid);
+      listener = await this.host.listen(options.id);
+    } catch (err) {
+      await relay?.close();
+      await cgroup.remove();
+      await removeTree(run).catch(() => {});
+      throw err;
+    }
+    const relayBind = relay ? ["--ro-bind", this.host.relaySocketOf(options.id), relaySocket] : [];
     const args = [
       ...sandboxArgs(this.host, options.network),
       ...["--tmpfs", "/tmp"],
@@ -39,6 +62,7 @@ export class BwrapDriver implements SandboxDriver {
       ...["--ro-bind", options.appDir, "/app"],
       ...["--bind", options.homeDir, "/home/agent"],
       ...["--bind", run, "/run/agent"],
+      ...relayBind,
       ...sandboxTail(),
     ];
     // Only the command (sandbox paths) stays on bwrap's command line: bwrap wants it there.
@@ -46,7 +70,7 @@ export class BwrapDriver implements SandboxDriver {
     const child = spawn("bwrap", ["--args", "6", ...command], {
       // bwrap's own process is the sandbox's pid 1, readable there: it gets no environment.
       env: {},
-      uid: options.uid ?? this.host.uid,
+      uid,
       // Every sandbox shares the sandbox group: built code is readable through it (homes are
       // 0700, so it opens no session's files to another).
       gid: this.host.uid,
@@ -66,6 +90,7 @@ export class BwrapDriver implements SandboxDriver {
         .map(Number);
     const paths = { app: "/app", home: "/home/agent" };
     const sandbox = new SandboxProcess(child, options.id, run, cgroup, this.host, paths, agentPids);
+    if (relay) sandbox.useRelay({ port: relayPort, socket: relaySocket, close: relay.close });
     try {
       childPid = await place(child, cgroup, options.network, (p) => sandbox.holdUntilExit(p));
     } catch (err) {
@@ -160,6 +185,10 @@ function sandboxTail(env: Record<string, string> = {}): string[] {
 
 /** The descriptor the loader finds its listening socket on, in a bwrap sandbox. */
 const listenerFd = 7;
+/** Where a bwrap sandbox sees its outbound socket (read-only: it cannot be moved or replaced). */
+const relaySocket = "/run/agenthost/relay.sock";
+/** The loopback port in a bwrap sandbox that reaches the service (its own network namespace). */
+export const relayPort = 8089;
 
 /** The interpreter command that boots the loader, which accepts on descriptor `listenerFd`. */
 export function loaderCommand(

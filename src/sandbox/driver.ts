@@ -44,6 +44,11 @@ export interface Sandbox {
   readonly id: string;
   /** Host path of the Unix socket that reaches the agent's PORT. */
   readonly socketPath: string;
+  /**
+   * The loopback port in the sandbox that its relay listens on once launched (connections to
+   * it reach the service through the sandbox's own socket); undefined without a relay.
+   */
+  readonly relayPort?: number;
   /** Where the sandbox sees its code and home. */
   readonly paths: { app: string; home: string };
   /** Settles once, when every process of the sandbox is gone. */
@@ -95,6 +100,16 @@ export interface RunResult extends Exit {
   timedOut: boolean;
   /** Killed because `signal` was aborted. */
   aborted: boolean;
+}
+
+/**
+ * The host side of every sandbox's outbound socket: a listening Unix socket per sandbox that
+ * only the sandbox's uid may connect to, served by the host, which knows from the socket
+ * alone which sandbox a connection comes from.
+ */
+export interface OutboundRelay {
+  /** Serves sandbox `id` on a new socket at `socketPath`, connectable by `uid` only. */
+  listen(id: string, socketPath: string, uid: number): Promise<{ close(): Promise<void> }>;
 }
 
 /** Runs agents. The `bwrap` driver isolates them; the `process` driver does not. */

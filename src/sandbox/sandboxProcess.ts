@@ -18,11 +18,14 @@ const maxSocketPath = 107;
 
 /**
  * The host side of every sandbox: `<data>/sandbox/files` (the loaders and the few /etc files
- * a sandbox sees), `<data>/sandbox/run/<id>` (the sandbox's writable /run/agent) and
- * `<data>/sandbox/sock/<id>` (the agent's socket). The files are readable by the sandbox uid,
- * nothing is writable by it but its own run directory. The socket the host connects to is
- * created by the host, in a directory only root can enter, and handed to the sandbox as a
- * listening descriptor: the agent can neither see its path nor replace it.
+ * a sandbox sees), `<data>/sandbox/run/<id>` (the sandbox's writable /run/agent),
+ * `<data>/sandbox/sock/<id>` (the agent's socket) and `<data>/sandbox/relay/<id>` (the
+ * sandbox's outbound socket). The files are readable by the sandbox uid, nothing is writable
+ * by it but its own run directory. The socket the host connects to is created by the host,
+ * in a directory only root can enter, and handed to the sandbox as a listening descriptor:
+ * the agent can neither see its path nor replace it. The outbound socket, which the host
+ * serves, is created by the host in a directory only root may write, connectable by the
+ * sandbox's uid alone, and bound read-only into the sandbox.
  */
 export class HostLayout {
   private constructor(
@@ -38,9 +41,12 @@ export class HostLayout {
     const closed = closeInheritedDescriptors();
     await removeTree(path.join(root, "run"));
     await rm(path.join(root, "sock"), { recursive: true, force: true });
+    await rm(path.join(root, "relay"), { recursive: true, force: true });
     await mkdir(files, { recursive: true, mode: 0o755 });
     await mkdir(path.join(root, "run"), { recursive: true, mode: 0o711 });
     await mkdir(path.join(root, "sock"), { mode: 0o700 });
+    // Traversable by the sandbox uids (bwrap binds a sandbox's socket from here as that uid).
+    await mkdir(path.join(root, "relay"), { mode: 0o711 });
     await chmod(root, 0o711);
     for (const loader of ["loader.py", "loader.mjs"])
       await copyFile(path.join(loaderSource, loader), path.join(files, loader));
@@ -59,7 +65,7 @@ export class HostLayout {
     // slirp4netns answers DNS at 10.0.2.3.
     await writeFile(path.join(files, "resolv.conf"), "nameserver 10.0.2.3\n");
     const layout = new HostLayout(root, uid, closed);
-    const longest = layout.socketOf("x".repeat(16));
+    const longest = `${layout.relaySocketOf("x".repeat(16))}.`;
     if (Buffer.byteLength(longest) > maxSocketPath)
       throw new Error(
         `The data directory path is too long for agent sockets (${longest}); choose a shorter one.`,
@@ -73,6 +79,11 @@ export class HostLayout {
 
   socketOf(id: string): string {
     return path.join(this.root, "sock", id);
+  }
+
+  /** The host path of a sandbox's outbound socket (served by the host's relay). */
+  relaySocketOf(id: string): string {
+    return path.join(this.root, "relay", id);
   }
 
   /**
@@ -128,6 +139,7 @@ export class SandboxProcess implements Sandbox {
   private done = false;
   private readonly held: ChildProcess[] = [];
   private fixedEnv: Record<string, string> = {};
+  private relay: { port: number; socket: string; close(): Promise<void> } | undefined;
 
   constructor(
     private readonly child: ChildProcess,
@@ -163,6 +175,7 @@ export class SandboxProcess implements Sandbox {
       await this.cgroup.remove();
       await removeTree(this.runDir).catch(() => {}); // an agent's leftovers never fail an exit
       await rm(this.socketPath, { force: true });
+      await this.relay?.close().catch(() => {}); // never fails an exit
       return { code, signal, oomKilled };
     });
   }
@@ -208,14 +221,32 @@ export class SandboxProcess implements Sandbox {
     helper.on("error", () => {});
   }
 
+  get relayPort(): number | undefined {
+    return this.relay?.port;
+  }
+
+  /**
+   * The sandbox's outbound relay: once launched, the loader listens on 127.0.0.1:`port` and
+   * relays each connection to `socket` (the path the sandbox sees); `close` runs at its end.
+   */
+  useRelay(relay: { port: number; socket: string; close(): Promise<void> }): void {
+    this.relay = relay;
+  }
+
   /** Environment the driver insists on, whatever the launch asks for. */
   overrideEnv(env: Record<string, string>): void {
     this.fixedEnv = env;
   }
 
   async launch(launch: Launch): Promise<void> {
+    const agentPort = this.fixedEnv.PORT ?? launch.env.PORT;
+    if (this.relay && agentPort === String(this.relay.port))
+      throw new Error(
+        `PORT ${agentPort} is the sandbox's relay to the service; give the agent another port`,
+      );
     await this.cgroup.setLimits(launch.limits);
     const spec = {
+      ...(this.relay ? { relay: { port: this.relay.port, socket: this.relay.socket } } : {}),
       argv: launch.argv,
       cwd: this.paths.app,
       path: [path.join(this.paths.app, ".python_packages")],

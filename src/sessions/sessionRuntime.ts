@@ -21,6 +21,7 @@ import type { HomeVolumes } from "./homeVolume.js";
 import { SessionHome, type HomeLedger } from "./sessionFiles.js";
 import { LogBudget, SessionLog, type LogLimits } from "./sessionLog.js";
 import { WarmPool } from "./warmPool.js";
+import type { SessionTokens } from "../gateway/sessionTokens.js";
 
 export interface SessionRuntimeOptions {
   /** `<data>/sessions`: `<project>/<agent>/<id>/{home,console.log}`. */
@@ -41,8 +42,11 @@ export interface SessionRuntimeOptions {
   logMaxBytes: number;
   /** Memory and read rate of the consoles. */
   logLimits?: LogLimits;
-  /** The project endpoint an agent is told about (FOUNDRY_PROJECT_ENDPOINT). */
-  projectEndpoint: (project: string) => string;
+  /**
+   * Each launched sandbox's token (bound to its session) for the service's OpenAI data plane,
+   * reached through the sandbox's relay; revoked when the sandbox ends.
+   */
+  tokens?: SessionTokens;
   /** How homes are held to their quota (their own filesystems, or plain directories). */
   volumes: HomeVolumes;
   log: Logger;
@@ -439,7 +443,7 @@ export class SessionRuntime implements LiveSessions {
       // A launch refused (e.g. a memory limit below what the warm sandbox holds) fails the start.
       await sandbox.launch({
         argv: plan.argv,
-        env: this.envOf(session, version),
+        env: this.envOf(session, version, sandbox),
         limits: this.limitsOf(version),
       });
       t2 = performance.now();
@@ -485,6 +489,7 @@ export class SessionRuntime implements LiveSessions {
     exit: Exit,
     finish: () => void,
   ): Promise<void> {
+    if (entry.sandbox) this.options.tokens?.revoke(entry.sandbox.id);
     clearTimeout(entry.idleTimer);
     entry.log.flush();
     const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
@@ -732,12 +737,39 @@ export class SessionRuntime implements LiveSessions {
     };
   }
 
-  private envOf(session: Session, version: Version): Record<string, string> {
+  /**
+   * The agent's environment. With a relay, a token of the sandbox's own: `OPENAI_BASE_URL`
+   * and `OPENAI_API_KEY` (a stock `openai` client works unchanged; the definition's own
+   * values win) and `FOUNDRY_PROJECT_ENDPOINT` name the service through the relay's port.
+   */
+  private envOf(session: Session, version: Version, sandbox: Sandbox): Record<string, string> {
     const own = (version.definition.environment_variables ?? {}) as Record<string, string>;
+    const tokens = this.options.tokens;
+    const relayed: Record<string, string> = {};
+    if (tokens && sandbox.relayPort !== undefined) {
+      const endpoint = `http://127.0.0.1:${sandbox.relayPort}/api/projects/${session.project}`;
+      const token = tokens.issue({
+        project: session.project,
+        agentName: session.agentName,
+        version: version.version,
+        sessionId: session.id,
+        owner: session.owner,
+        sandboxId: sandbox.id,
+        issuedAt: this.clock(),
+      });
+      Object.assign(relayed, {
+        OPENAI_BASE_URL: `${endpoint}/openai/v1`,
+        OPENAI_API_KEY: token,
+        FOUNDRY_PROJECT_ENDPOINT: endpoint,
+      });
+    }
     return {
       PORT: "8088",
+      ...relayed,
       ...own,
-      FOUNDRY_PROJECT_ENDPOINT: this.options.projectEndpoint(session.project),
+      ...(relayed.FOUNDRY_PROJECT_ENDPOINT
+        ? { FOUNDRY_PROJECT_ENDPOINT: relayed.FOUNDRY_PROJECT_ENDPOINT }
+        : {}),
       FOUNDRY_AGENT_NAME: session.agentName,
       FOUNDRY_AGENT_VERSION: String(version.version),
       FOUNDRY_AGENT_SESSION_ID: session.id,

@@ -8,24 +8,56 @@ import { makeZip, sha256 } from "./zip.js";
 /** The fixture agents in test/fixtures/agents (Python stdlib or Node built-ins only). */
 export const fixtureDir = (name: string) => path.join(repoRoot, "test/fixtures/agents", name);
 
-/** A zip of one fixture agent's directory. */
-export function zipFixture(name: string): Buffer {
-  const dir = fixtureDir(name);
-  return makeZip(
-    readdirSync(dir, { recursive: true, withFileTypes: true })
-      .filter((e) => e.isFile())
-      .map((e) => {
-        const file = path.join(e.parentPath, e.name);
-        return { name: path.relative(dir, file), data: readFileSync(file) };
-      }),
-  );
+/** A directory of the host put into a fixture's zip, e.g. a package as `node_modules/<name>`. */
+export interface ExtraDir {
+  /** Host directory. */
+  from: string;
+  /** Its place in the zip. */
+  as: string;
+  /** Which of its files (paths relative to `from`) go in; default all. */
+  include?: (relative: string) => boolean;
 }
+
+/** The files of `dir` (recursively), named relative to it. */
+function filesOf(dir: string, include: (relative: string) => boolean = () => true) {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+    .filter(include)
+    .map((name) => ({ name, data: readFileSync(path.join(dir, name)) }));
+}
+
+/** A zip of one fixture agent's directory, with `extra` host directories added. */
+export function zipFixture(name: string, extra: ExtraDir[] = []): Buffer {
+  return makeZip([
+    ...filesOf(fixtureDir(name)),
+    ...extra.flatMap((x) =>
+      filesOf(x.from, x.include).map((f) => ({
+        name: path.posix.join(x.as, f.name),
+        data: f.data,
+        deflate: true,
+      })),
+    ),
+  ]);
+}
+
+/**
+ * The stock `openai` npm client (it has no dependencies) as a fixture's
+ * `node_modules/openai`: its code as published, without sources, maps and type declarations.
+ */
+export const openaiPackage: ExtraDir = {
+  from: path.join(repoRoot, "node_modules/openai"),
+  as: "node_modules/openai",
+  include: (f) => !f.startsWith(`src${path.sep}`) && !/\.(map|d\.ts|d\.mts|md)$/.test(f),
+};
 
 export interface DeployOptions {
   cpu?: string;
   memory?: string;
   env?: Record<string, string>;
   idleTimeoutSeconds?: number;
+  /** Host directories added to the fixture's zip (e.g. `openaiPackage`). */
+  extraDirs?: ExtraDir[];
 }
 
 /** Uploads a fixture agent as a new code-based version and waits until it is built. */
@@ -50,7 +82,7 @@ export async function deployFixture(
       ? { session_configuration: { idle_timeout_seconds: options.idleTimeoutSeconds } }
       : {}),
   } as unknown as HostedAgentDefinition;
-  const zip = zipFixture(fixture);
+  const zip = zipFixture(fixture, options.extraDirs);
   const created = await client.agents.createVersionFromCode(agentName, sha256(zip), {
     metadata: { definition },
     code: zip,
