@@ -1,6 +1,8 @@
 #!/usr/bin/env node
+import { text } from "node:stream/consumers";
 import { parseArgs } from "node:util";
 import { ConfigError, configFromEnv, type ConfigInput } from "./config/config.js";
+import { deploymentsCommand } from "./cli/deploymentsCommand.js";
 import { keysCommand } from "./cli/keysCommand.js";
 import { serveCommand } from "./cli/serveCommand.js";
 import { AppError } from "./domain/errors.js";
@@ -13,6 +15,9 @@ const usage = `Usage:
   agenthost keys create [--project P] [--name N] [--act-for-users]
   agenthost keys list [--project P]
   agenthost keys revoke --id KEY_ID
+  agenthost deployments add NAME --model M --base-url URL [--api-key-env VAR | --api-key-stdin] [--project P]
+  agenthost deployments list [--project P]
+  agenthost deployments remove NAME [--project P]
 
 Every setting can also come from the environment (AGENTHOST_DATA_DIR, AGENTHOST_PORT, ...); see README.md.`;
 
@@ -33,6 +38,10 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       name: { type: "string" },
       id: { type: "string" },
       "act-for-users": { type: "boolean" },
+      model: { type: "string" },
+      "base-url": { type: "string" },
+      "api-key-env": { type: "string" },
+      "api-key-stdin": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -50,7 +59,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   );
   const config = { ...configFromEnv(env), ...fromFlags } as ConfigInput;
   const print = (line: string) => void process.stdout.write(line + "\n");
-  const [command, action] = positionals;
+  const [command, action, target] = positionals;
   if (values.help || command === undefined) return print(usage);
   if (command === "serve") return serveCommand(config, print);
   if (command === "keys") {
@@ -64,6 +73,22 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       },
       config,
       print,
+    );
+  }
+  if (command === "deployments") {
+    return deploymentsCommand(
+      action,
+      {
+        name: target,
+        project: values.project,
+        model: values.model,
+        baseUrl: values["base-url"],
+        apiKeyEnv: values["api-key-env"],
+        apiKeyStdin: values["api-key-stdin"],
+      },
+      config,
+      print,
+      () => text(process.stdin),
     );
   }
   throw new ConfigError(`Unknown command '${command}'.\n${usage}`);

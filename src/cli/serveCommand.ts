@@ -1,5 +1,5 @@
 import { parseConfig, type ConfigInput } from "../config/config.js";
-import { databaseFile, startService } from "../service.js";
+import { databaseFile, startService, type RunningService } from "../service.js";
 
 /** `agenthost serve`: runs the service until SIGINT/SIGTERM, then shuts down gracefully. */
 export async function serveCommand(
@@ -29,6 +29,7 @@ export async function serveCommand(
       ? `  Sessions:          unavailable: ${sb.unavailable}`
       : `  Sandboxes:         ${sb.driver}${sb.isolated ? "" : " (NOT ISOLATED: development only)"}, network ${config.sandboxNetwork}, warm pool ${config.warmPoolSize} per runtime, data in ${config.dataDir}/sessions`,
   );
+  lines.push(...modelLines(service.models, config.modelDiscovery));
   if (service.newAdminKey) {
     lines.push(`  Admin key (shown once, keep it safe): ${service.newAdminKey}`);
   }
@@ -52,4 +53,23 @@ export async function serveCommand(
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+}
+
+/** Which models every project offers without set-up, and from where; or how to add one. */
+function modelLines(models: RunningService["models"], discovery: boolean): string[] {
+  const label = "  Models:            ";
+  const lines = models.upstreams.map((u) => {
+    const shown = u.models.slice(0, 12).join(", ");
+    const more = u.models.length > 12 ? `, … ${u.models.length - 12} more` : "";
+    return `${label}${u.source}: ${shown || "(none listed)"}${more}`;
+  });
+  for (const failure of models.failures) lines.push(`${label}not offered: ${failure}`);
+  if (models.stored > 0)
+    lines.push(`${label}${models.stored} stored deployment(s): agenthost deployments list`);
+  if (models.upstreams.length === 0 && models.stored === 0)
+    lines.push(
+      `${label}none${discovery ? " found (no OPENAI_API_KEY, no Ollama)" : " (discovery off)"}; add one:`,
+      "    agenthost deployments add NAME --model MODEL --base-url URL [--api-key-env VAR | --api-key-stdin]",
+    );
+  return lines;
 }

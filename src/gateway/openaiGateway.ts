@@ -44,7 +44,10 @@ export class OpenAiGateway implements ModelGateway {
     request: ChatRequest,
     signal?: AbortSignal,
   ): AsyncIterable<ChatCompletionChunk> {
-    const target = await this.catalog.resolve(project, deployment);
+    const target = await this.catalog.resolve(project, deployment).catch((err: unknown) => {
+      this.clients.delete(`${project}\0${deployment}`); // a deleted deployment's client goes
+      throw err;
+    });
     const client = this.clientFor(target);
     const body = {
       ...request,
