@@ -29,14 +29,21 @@ export interface Attribution {
   budget?: Budget & { startedAt: number };
 }
 
-/** A version's own budget (`definition.budget`), over the service's defaults. */
-export function budgetOf(definition: Record<string, unknown>, defaults: Budget): Budget {
-  const own = (definition.budget ?? {}) as { tokens?: unknown; wall_clock_seconds?: unknown };
-  const pick = (v: unknown, d: number) =>
-    typeof v === "number" && Number.isFinite(v) && v >= 0 ? v : d;
+/**
+ * A version's own budget, over the service's defaults: its metadata `budget_tokens` and
+ * `budget_wall_clock_seconds` (strings, as metadata is; the official clients keep it).
+ */
+export function budgetOf(
+  version: { metadata: Record<string, string> } | undefined,
+  defaults: Budget,
+): Budget {
+  const pick = (v: string | undefined, d: number) => {
+    const n = v === undefined ? NaN : Number(v);
+    return Number.isFinite(n) && n >= 0 ? n : d;
+  };
   return {
-    tokens: pick(own.tokens, defaults.tokens),
-    wallClockSeconds: pick(own.wall_clock_seconds, defaults.wallClockSeconds),
+    tokens: Math.floor(pick(version?.metadata.budget_tokens, defaults.tokens)),
+    wallClockSeconds: pick(version?.metadata.budget_wall_clock_seconds, defaults.wallClockSeconds),
   };
 }
 
@@ -89,7 +96,7 @@ export class Meter {
       agentVersion: s.version,
       sessionId: s.id,
       budget: {
-        ...budgetOf(version?.definition ?? {}, this.deps.defaults),
+        ...budgetOf(version, this.deps.defaults),
         startedAt: session?.createdAt ?? this.clock(),
       },
     };

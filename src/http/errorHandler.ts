@@ -32,6 +32,8 @@ export function sendError(reply: FastifyReply, request: FastifyRequest, err: App
   const status = errorCodes[err.code].status;
   // A body left unread (a failed upload) leaves the connection unfit for another request.
   if (!request.raw.complete) reply.header("connection", "close");
+  // The `openai` client retries 409 and 429 unless told not to: these stay as they are.
+  if (status === 409 || err.code === "budget_exceeded") reply.header("x-should-retry", "false");
   return reply
     .code(status)
     .type("application/json")

@@ -175,7 +175,7 @@ export class ResponseService {
           responseId: id,
           budget: version
             ? {
-                ...budgetOf(definition, this.deps.meter.defaults),
+                ...budgetOf(version, this.deps.meter.defaults),
                 startedAt: conversation?.createdAt ?? now,
               }
             : undefined,

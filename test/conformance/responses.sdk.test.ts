@@ -32,14 +32,21 @@ const admin = (method: string, route: string, body?: unknown) =>
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 
-async function promptAgent(definition: Record<string, unknown> = {}) {
+async function promptAgent(
+  definition: Record<string, unknown> = {},
+  metadata?: Record<string, string>,
+) {
   const name = newName();
-  await project.agents.createVersion(name, {
-    kind: "prompt",
-    model: "chat",
-    instructions: "You are a test agent.",
-    ...definition,
-  } as never);
+  await project.agents.createVersion(
+    name,
+    {
+      kind: "prompt",
+      model: "chat",
+      instructions: "You are a test agent.",
+      ...definition,
+    } as never,
+    metadata ? { metadata } : {},
+  );
   return name;
 }
 
@@ -384,6 +391,28 @@ describe("prompt agents", () => {
       );
     }
     assert.ok(Math.abs(counts["1"] / total - 0.7) < 0.05, JSON.stringify(counts));
+  });
+});
+
+describe("budgets", () => {
+  it("a prompt agent's conversation past its token budget answers 429 budget_exceeded", async () => {
+    const name = await promptAgent({}, { budget_tokens: "20" });
+    const ref = { body: { agent: { name, type: "agent_reference" } } } as never;
+    const c = await openai.conversations.create({});
+    model.answer(() => ({ text: "ok", usage: { prompt_tokens: 10, completion_tokens: 5 } }));
+    await openai.responses.create({ input: "one", conversation: c.id }, ref);
+    await openai.responses.create({ input: "two", conversation: c.id }, ref);
+    const calls = model.requests.length;
+    await assert.rejects(
+      openai.responses.create({ input: "three", conversation: c.id }, ref),
+      (e: APIError) =>
+        e.status === 429 && (e.error as { code?: string }).code === "budget_exceeded",
+    );
+    assert.equal(model.requests.length, calls, "the upstream is not called past the budget");
+    // Another conversation has its own budget.
+    const fresh = await openai.conversations.create({});
+    const r = await openai.responses.create({ input: "one", conversation: fresh.id }, ref);
+    assert.equal(r.status, "completed");
   });
 });
 

@@ -58,8 +58,8 @@ export interface DeployOptions {
   idleTimeoutSeconds?: number;
   /** Host directories added to the fixture's zip (e.g. `openaiPackage`). */
   extraDirs?: ExtraDir[];
-  /** More definition fields (e.g. `budget`). */
-  definition?: Record<string, unknown>;
+  /** The version's metadata (e.g. `budget_tokens`). */
+  metadata?: Record<string, string>;
 }
 
 /** Uploads a fixture agent as a new code-based version and waits until it is built. */
@@ -80,14 +80,13 @@ export async function deployFixture(
     },
     protocol_versions: [{ protocol: "responses", version: "2.0.0" }],
     ...(options.env ? { environment_variables: options.env } : {}),
-    ...options.definition,
     ...(options.idleTimeoutSeconds
       ? { session_configuration: { idle_timeout_seconds: options.idleTimeoutSeconds } }
       : {}),
   } as unknown as HostedAgentDefinition;
   const zip = zipFixture(fixture, options.extraDirs);
   const created = await client.agents.createVersionFromCode(agentName, sha256(zip), {
-    metadata: { definition },
+    metadata: { definition, ...(options.metadata ? { metadata: options.metadata } : {}) },
     code: zip,
   });
   for (let i = 0; i < 600; i++) {

@@ -187,7 +187,7 @@ describe("hosted agents call models through their sandbox's relay", { skip }, ()
     const budgeted = `${agent}-budget`;
     await deployFixture(client, budgeted, "model-caller-node", {
       extraDirs: [openaiPackage],
-      definition: { budget: { tokens: 10 } },
+      metadata: { budget_tokens: "10" },
     });
     const id = (await client.agents.createSession(budgeted, v1)).agent_session_id;
     model.answer(() => ({ text: "spent", usage: { prompt_tokens: 8, completion_tokens: 4 } }));
