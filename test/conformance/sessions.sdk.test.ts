@@ -273,6 +273,34 @@ describe("sessions", () => {
       await client.agents.deleteSession(agent, id);
   });
 
+  it("keeps a hosted agent's responses to their identity: another's previous_response_id never reaches a sandbox", async () => {
+    const r = await httpsJson(server, "POST", `${server.origin}/admin/keys`, {
+      headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ project: "default", name: "carol" }),
+    });
+    const carol = (r.body as { key: string }).key;
+    const first = await ask(agent, "first");
+    assert.equal(first.status, 200);
+    const responseId = first.body.id as string;
+    assert.match(responseId, /^resp_/);
+    const session = first.body.agent_session_id as string | undefined;
+    const chained = (key: string, extra: Record<string, unknown> = {}) =>
+      httpsJson(
+        server,
+        "POST",
+        `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
+        {
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          body: JSON.stringify({ input: "next", previous_response_id: responseId, ...extra }),
+        },
+      );
+    const theirs = await chained(carol);
+    assert.equal(theirs.status, 404, JSON.stringify(theirs.body));
+    assert.equal((theirs.body.error as { param: string }).param, "previous_response_id");
+    const mine = await chained(server.adminKey, session ? { agent_session_id: session } : {});
+    assert.equal(mine.status, 200, JSON.stringify(mine.body));
+  });
+
   it("answers 429 past the per-identity limit of running sessions", async () => {
     const name = newName();
     await deployFixture(client, name, "echo-python");
