@@ -155,6 +155,16 @@ describe("a model alone", () => {
     );
   });
 
+  it("answers the plain openai client too (a project key, baseURL …/openai/v1), streamed", async () => {
+    const key = await admin("POST", "/keys", { project: "default", name: "plain" });
+    const plain = openaiClient(server, key.body.key as string);
+    model.answer(() => ({ chunks: ["plain ", "client"] }));
+    const stream = plain.responses.stream({ model: "chat", input: "hi" });
+    const final = await stream.finalResponse();
+    assert.equal(final.output_text, "plain client");
+    assert.equal((await plain.responses.retrieve(final.id)).status, "completed");
+  });
+
   it("store: false keeps nothing", async () => {
     const r = await openai.responses.create({ model: "chat", input: "forget me", store: false });
     assert.equal(r.status, "completed");
@@ -222,6 +232,18 @@ describe("prompt agents", () => {
     model.answer(() => ({ text: "via endpoint" }));
     const r = await agentClient.responses.create({ input: "hi" } as never);
     assert.equal(r.output_text, "via endpoint");
+    // Conversations under the agent's endpoint, continued there.
+    const c = await agentClient.conversations.create({ metadata: { via: "endpoint" } });
+    assert.deepEqual((await agentClient.conversations.retrieve(c.id)).metadata, {
+      via: "endpoint",
+    });
+    const turn = await agentClient.responses.create({
+      input: "again",
+      conversation: c.id,
+    } as never);
+    assert.equal(turn.status, "completed");
+    const items = await agentClient.conversations.items.list(c.id, { order: "asc" });
+    assert.equal(items.data.length, 2);
   });
 
   it("hold a conversation of three turns: the upstream sees the whole thread", async () => {
