@@ -230,6 +230,7 @@ export function createServices(
     meter,
     forwarder: "unavailable" in sandboxes ? undefined : new SessionForwarder(sessions),
     clock,
+    log,
   });
   return {
     agents,
@@ -347,6 +348,8 @@ export async function startService(config: Config): Promise<RunningService> {
   for (const project of await store.projects.list())
     storedDeployments += (await store.deployments.list(project)).length;
   const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
+  const stranded = await services.responses.recover();
+  if (stranded > 0) log.warn({ responses: stranded }, "responses running at the last stop failed");
   const tls = !config.tls
     ? undefined
     : config.tlsCert && config.tlsKey
@@ -392,7 +395,8 @@ export async function startService(config: Config): Promise<RunningService> {
         : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
     models: { ...discovery, stored: storedDeployments },
     async close() {
-      services.responses.close();
+      // Running responses are cancelled (and saved) first: their streams end with them.
+      await services.responses.close();
       await app.close();
       await services.mcp.close();
       // A running install is killed first (its version stays `creating`), then the sessions.

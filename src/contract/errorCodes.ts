@@ -92,6 +92,10 @@ export const errorCodes = {
     status: 504,
     summary: "The deployment's model server was silent past the deadline.",
   },
+  too_many_responses: {
+    status: 429,
+    summary: "The identity has as many responses running as the service allows.",
+  },
   payload_too_large: { status: 413, summary: "The body is larger than the route accepts." },
   project_code_quota_exceeded: {
     status: 413,

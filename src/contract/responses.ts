@@ -52,21 +52,26 @@ const itemReference = z.looseObject({
   id: z.string().min(1),
 });
 
-/** Items a caller may send; output items of earlier turns are accepted back as they were. */
+/**
+ * Items a caller may send to a model or prompt agent. What only the service makes (MCP
+ * listings, calls and approval requests) is never taken from a caller: an approval answers a
+ * request the service itself stored.
+ */
 export const inputItem = z.union([
   messageItem,
   functionCall,
   functionCallOutput,
   mcpApprovalResponse,
   itemReference,
-  z.looseObject({
-    type: z.enum(["mcp_list_tools", "mcp_call", "mcp_approval_request"]),
-    id: z.string().min(1),
-  }),
 ]);
 export type InputItem = z.infer<typeof inputItem>;
 
-export const input = z.union([text, z.array(inputItem).max(10_000)]);
+/** Any item, as a hosted agent may take it (its own types are its business). */
+const anyItem = z.looseObject({ type: z.string().max(64).optional() });
+
+export const input = z.union([text, z.array(anyItem).max(10_000)]);
+/** The input the engine runs: checked item by item. */
+export const engineInput = z.union([text, z.array(inputItem).max(10_000)]);
 
 const agentReference = z.union([
   agentName,

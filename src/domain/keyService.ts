@@ -10,7 +10,7 @@ export interface Caller {
   /** The end user named by `x-ms-user-identity`, when the key may act for users. */
   userIdentity?: string;
   /** Set when the caller is a hosted agent's sandbox, by its session's token. */
-  session?: { agentName: string; id: string; version: number };
+  session?: { agentName: string; id: string; version: number; owner: string };
 }
 
 const userIdentityPattern = /^[A-Za-z0-9._:@-]{1,256}$/;

@@ -51,7 +51,7 @@ export interface MeterDeps {
   usage: UsageRepository;
   sessions: SessionRepository;
   agents: AgentRepository;
-  /** The service's budgets; a version's `definition.budget` overrides them. */
+  /** The service's budgets; a version's metadata (`budget_tokens`, …) overrides them. */
   defaults: Budget;
   clock: Clock;
   /** Called when a hosted session's budget is spent (the runtime ends it). */
@@ -77,7 +77,8 @@ export class Meter {
   async forCaller(caller: Caller, project: string): Promise<Attribution> {
     const base: Attribution = {
       project,
-      owner: caller.subject,
+      // A sandbox's calls count for the identity that owns its session.
+      owner: caller.session?.owner ?? caller.subject,
       agentName: null,
       agentVersion: null,
       sessionId: null,

@@ -69,7 +69,14 @@ export function sessionCaller(grant: SessionGrant): Caller {
       actForUsers: false,
       createdAt: grant.issuedAt,
     },
-    subject: grant.owner,
-    session: { agentName: grant.agentName, id: grant.sessionId, version: grant.version },
+    // What a sandbox creates is the session's own: it never acts as its owner on the
+    // owner's other responses and conversations.
+    subject: `session:${grant.agentName}/${grant.sessionId}`,
+    session: {
+      agentName: grant.agentName,
+      id: grant.sessionId,
+      version: grant.version,
+      owner: grant.owner,
+    },
   };
 }

@@ -48,7 +48,9 @@ export class ConversationService {
     metadata: Record<string, string>,
   ): Promise<Conversation> {
     await this.get(caller, project, id);
-    return (await this.conversations.update(project, id, { metadata }))!;
+    const updated = await this.conversations.update(project, id, { metadata });
+    if (!updated) throw notFound(`Conversation '${id}'`, "conversation_id");
+    return updated;
   }
 
   async delete(caller: Caller, project: string, id: string): Promise<void> {
@@ -92,5 +94,3 @@ export class ConversationService {
     return c;
   }
 }
-
-export { newId };

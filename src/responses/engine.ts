@@ -62,6 +62,8 @@ export interface TurnResult {
 }
 
 const maxModelCalls = 16;
+/** Characters of text and tool arguments one response may gather from its model calls. */
+const maxOutputChars = 4 * 1024 * 1024;
 
 export class Engine {
   constructor(
@@ -72,6 +74,15 @@ export class Engine {
   async run(turn: Turn, sink: TurnSink, signal: AbortSignal): Promise<TurnResult> {
     const output: Item[] = [];
     const usage: TurnUsage = { input_tokens: 0, output_tokens: 0 };
+    let gathered = 0;
+    const gather = (text: string) => {
+      gathered += text.length;
+      if (gathered > maxOutputChars)
+        throw new ResponseFailure(
+          "output_too_large",
+          `The model's answer passed ${maxOutputChars} characters; it was cut off.`,
+        );
+    };
     const add = (item: Item) => {
       output.push(item);
       sink.event({
@@ -231,6 +242,7 @@ export class Engine {
               part: { type: "output_text", text: "", annotations: [] },
             });
           }
+          gather(delta.content);
           message.text += delta.content;
           sink.event({
             type: "response.output_text.delta",
@@ -249,6 +261,7 @@ export class Engine {
           }
           if (piece.function?.name) c.name += piece.function.name;
           const args = piece.function?.arguments ?? "";
+          gather(args);
           c.args += args;
           // A client-side function's call is streamed as it arrives.
           if (c.index === undefined && c.name && !mcpByName.has(c.name)) {
@@ -325,7 +338,11 @@ export class Engine {
           continue;
         }
         const target = mcpByName.get(c.name);
-        if (!target) continue; // a name the model made up: nothing to run
+        if (!target)
+          throw new ResponseFailure(
+            "unknown_tool",
+            `The model called '${c.name.slice(0, 64)}', which is none of the response's tools.`,
+          );
         if (this.mcp.needsApproval(target.server, target.tool)) {
           done(
             add({
@@ -432,7 +449,19 @@ function checkStructured(turn: Turn, text: string) {
   }
 }
 
-/** A failed response (not a failed request): the answer broke `text.format`. */
-export class StructuredOutputError extends Error {
-  readonly code = "invalid_structured_output";
+/** A failed response (not a failed request): its `error.code` and message. */
+export class ResponseFailure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The answer broke `text.format`. */
+export class StructuredOutputError extends ResponseFailure {
+  constructor(message: string) {
+    super("invalid_structured_output", message);
+  }
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type {
   ChatCompletionContentPart,
   ChatCompletionMessageParam,
@@ -15,7 +15,10 @@ import type { Item } from "./ports.js";
 
 export const newId = (prefix: string) => `${prefix}_${randomBytes(16).toString("hex")}`;
 
-/** The item of an input entry as stored: a full message with an id and a status. */
+/**
+ * The item of an input entry as stored: a full message with a status, and always an id of
+ * the service's (a caller's id is not kept: ids stay unique within a thread).
+ */
 export function normalizeInput(entry: InputItem | string): Item {
   if (typeof entry === "string")
     return normalizeInput({ type: "message", role: "user", content: entry });
@@ -28,7 +31,7 @@ export function normalizeInput(entry: InputItem | string): Item {
     return {
       ...entry,
       type: "message",
-      id: e.id ?? newId("msg"),
+      id: newId("msg"),
       status: "completed",
       role: e.role,
       content,
@@ -39,12 +42,17 @@ export function normalizeInput(entry: InputItem | string): Item {
     function_call_output: "fco",
     mcp_approval_response: "mcpr",
   };
-  return { ...entry, id: entry.id ?? newId(prefix[entry.type] ?? "item") } as Item;
+  return { ...entry, id: newId(prefix[entry.type] ?? "item") } as Item;
 }
 
 /** The function name an MCP tool gets in the upstream call. */
-export const mcpFunctionName = (label: string, tool: string) =>
-  `mcp__${label}__${tool}`.slice(0, 64);
+export function mcpFunctionName(label: string, tool: string): string {
+  const name = `mcp__${label}__${tool}`;
+  if (name.length <= 64 && /^[A-Za-z0-9_-]+$/.test(name)) return name;
+  // Too long (or not a function name): a prefix and a hash, so two tools never share one.
+  const hash = createHash("sha256").update(name).digest("hex").slice(0, 12);
+  return `${name.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 51)}_${hash}`;
+}
 
 const textOf = (content: unknown): string => {
   if (typeof content === "string") return content;

@@ -28,9 +28,16 @@ export interface StoredResponse {
 }
 
 export interface ResponseRepository {
+  /** Inserts or replaces (body and events) the response. */
   put(response: StoredResponse): Promise<void>;
+  /** Inserts the response unless the project has one of this id; false when it had. */
+  claim(response: StoredResponse): Promise<boolean>;
+  /** Without its events (`events` is null): those are read by `events`. */
   get(project: string, id: string): Promise<StoredResponse | undefined>;
+  events(project: string, id: string): Promise<JsonObject[] | null>;
   delete(project: string, id: string): Promise<boolean>;
+  /** Marks every queued or running response failed (after a restart); how many were. */
+  failUnfinished(message: string): Promise<number>;
 }
 
 export interface Conversation {

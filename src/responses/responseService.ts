@@ -1,9 +1,12 @@
 import { createHash } from "node:crypto";
+import { Transform, type Readable } from "node:stream";
+import type { Logger } from "pino";
 import { sessionIdPattern } from "../contract/requests.js";
-import type { CreateResponseBody } from "../contract/responses.js";
+import { engineInput, type CreateResponseBody } from "../contract/responses.js";
+import { parse } from "../contract/validate.js";
 import { AppError, notFound } from "../domain/errors.js";
 import type { Caller } from "../domain/keyService.js";
-import type { JsonObject, Version } from "../domain/model.js";
+import type { JsonObject, Page, PageRequest, Version } from "../domain/model.js";
 import type { AgentRepository, Clock } from "../domain/ports.js";
 import { pickVersion, trafficRules } from "../domain/trafficRules.js";
 import type { ForwardedAnswer, SessionForwarder } from "../forwarder/sessionForwarder.js";
@@ -12,7 +15,7 @@ import type { ModelGateway } from "../gateway/modelGateway.js";
 import { linearValidator } from "../lib/jsonSchema.js";
 import type { McpTools } from "../tools/mcp.js";
 import { parseMcpTool } from "../tools/mcp.js";
-import { Engine, StructuredOutputError, type FunctionTool, type Turn } from "./engine.js";
+import { Engine, ResponseFailure, type FunctionTool, type Turn } from "./engine.js";
 import { newId, normalizeInput } from "./items.js";
 import type { ConversationRepository, Item, ResponseRepository, StoredResponse } from "./ports.js";
 import { Runs, type Run } from "./runs.js";
@@ -32,13 +35,14 @@ export interface ResponseServiceDeps {
   meter: Meter;
   forwarder?: SessionForwarder;
   clock: Clock;
+  log: Logger;
 }
 
 /** What `create` gives the transport. */
 export type Created =
   | { kind: "response"; response: JsonObject }
   | { kind: "stream"; events: AsyncIterable<JsonObject>; run: Run; background: boolean }
-  | { kind: "hosted"; answer: ForwardedAnswer };
+  | { kind: "hosted"; answer: ForwardedAnswer; body: Readable };
 
 /** Tool types the service cannot run: storable in a version, refused at invocation. */
 const runnableTools = new Set(["function", "mcp"]);
@@ -48,6 +52,7 @@ const maxChain = 1000;
 
 export class ResponseService {
   private readonly runs = new Runs();
+  private readonly running = new Set<Promise<unknown>>();
   private readonly engine: Engine;
 
   constructor(private readonly deps: ResponseServiceDeps) {
@@ -71,6 +76,14 @@ export class ResponseService {
     const previous = body.previous_response_id
       ? await this.owned(caller, project, body.previous_response_id, "previous_response_id")
       : undefined;
+    if (previous && (previous.sessionId || !ended(previous.body.status)))
+      throw new AppError(
+        "invalid_parameter",
+        previous.sessionId
+          ? `Response '${previous.id}' was answered by a hosted agent; continue it there.`
+          : `Response '${previous.id}' is still ${String(previous.body.status)}; continue it once it has ended.`,
+        "previous_response_id",
+      );
     const conversationId =
       typeof body.conversation === "string" ? body.conversation : body.conversation?.id;
     const conversation = conversationId
@@ -81,7 +94,7 @@ export class ResponseService {
     if (reference) {
       version = await this.pickVersion(project, reference, conversation);
       if (version.definition.kind === "hosted")
-        return this.forwardHosted(caller, project, body, version, conversation?.id, previous);
+        return this.forwardHosted(caller, project, body, version);
       if (version.definition.kind !== "prompt")
         throw new AppError(
           "invalid_parameter",
@@ -105,7 +118,7 @@ export class ResponseService {
       : conversation
         ? await this.deps.conversations.items(project, conversation.id)
         : [];
-    turn.input = await this.inputOf(project, body, turn.history);
+    turn.input = inputOf(body, turn.history);
 
     const id = newId("resp");
     const now = this.deps.clock();
@@ -140,7 +153,9 @@ export class ResponseService {
           (definition.text as JsonObject | undefined)?.format ?? { type: "text" },
       },
       tool_choice: turn.toolChoice ?? "auto",
-      tools: [...((definition.tools as JsonObject[] | undefined) ?? []), ...(body.tools ?? [])],
+      tools: [...((definition.tools as JsonObject[] | undefined) ?? []), ...(body.tools ?? [])].map(
+        redactTool,
+      ),
       truncation: "disabled",
       usage: null,
       metadata: body.metadata ?? {},
@@ -160,11 +175,13 @@ export class ResponseService {
       events,
       createdAt: now,
     });
-    if (store) await this.deps.responses.put(stored(null));
-
     // A sandbox's calls count for its session; others for the agent and the conversation.
     const attribution: Attribution = caller.session
-      ? { ...(await this.deps.meter.forCaller(caller, project)), responseId: id }
+      ? {
+          ...(await this.deps.meter.forCaller(caller, project)),
+          conversationId: conversation?.id ?? null,
+          responseId: id,
+        }
       : {
           project,
           owner: caller.subject,
@@ -180,7 +197,13 @@ export class ResponseService {
               }
             : undefined,
         };
-    const run = this.runs.start(id);
+    const run = this.runs.start(id, caller.subject, maxRunsPerIdentity);
+    if (!run)
+      throw new AppError(
+        "too_many_responses",
+        `This identity already has ${maxRunsPerIdentity} responses running; wait for one to end.`,
+      );
+    if (store) await this.deps.responses.put(stored(null));
     const emit = (type: string) => run.emit({ type, response });
     if (background) emit("response.queued");
     emit("response.created");
@@ -203,13 +226,7 @@ export class ResponseService {
         );
         // A cancelled upstream call may end quietly: what was cut short is not complete.
         run.abort.signal.throwIfAborted();
-        response = {
-          ...response,
-          status: "completed",
-          output: result.output,
-          usage: usageOf(result.usage),
-        };
-        emit("response.completed");
+        // The thread has the turn before anyone is told it is complete.
         if (conversation) {
           await this.deps.conversations.append(
             project,
@@ -223,6 +240,13 @@ export class ResponseService {
               agentVersion: version.version,
             });
         }
+        response = {
+          ...response,
+          status: "completed",
+          output: result.output,
+          usage: usageOf(result.usage),
+        };
+        emit("response.completed");
       } catch (err) {
         failure = err;
         const cancelled = run.abort.signal.aborted;
@@ -235,11 +259,22 @@ export class ResponseService {
       }
       try {
         if (store) await this.deps.responses.put(stored(background ? run.events : null));
+      } catch (err) {
+        // Nobody may be waiting (a stream, the background): the failure is logged, not thrown.
+        this.deps.log.error({ err, response: id }, "a response could not be saved");
       } finally {
         this.runs.finish(run);
       }
+      if (
+        failure !== undefined &&
+        !(failure instanceof AppError) &&
+        !(failure instanceof ResponseFailure)
+      )
+        this.deps.log.error({ err: failure, response: id }, "a response failed");
       return { response, failure };
     })();
+    this.running.add(finished);
+    void finished.finally(() => this.running.delete(finished));
 
     if (body.stream) return { kind: "stream", events: run.follow(-1, clientGone), run, background };
     if (background) return { kind: "response", response: { ...response, status: "queued" } };
@@ -251,7 +286,7 @@ export class ResponseService {
 
   async get(caller: Caller, project: string, id: string): Promise<JsonObject> {
     const live = this.runs.get(id);
-    const stored = await this.owned(caller, project, id, "response_id");
+    const stored = await this.computed(caller, project, id);
     return live && !live.done ? (lastSnapshot(live) ?? stored.body) : stored.body;
   }
 
@@ -263,10 +298,11 @@ export class ResponseService {
     startingAfter: number,
     signal: AbortSignal,
   ): Promise<AsyncIterable<JsonObject>> {
-    const stored = await this.owned(caller, project, id, "response_id");
+    const stored = await this.computed(caller, project, id);
     const live = this.runs.get(id);
     if (live) return live.follow(startingAfter, signal);
-    const events = (await this.deps.responses.get(project, id))?.events ?? stored.events;
+    void stored;
+    const events = await this.deps.responses.events(project, id);
     if (!events)
       throw new AppError(
         "invalid_parameter",
@@ -279,7 +315,7 @@ export class ResponseService {
   }
 
   async cancel(caller: Caller, project: string, id: string): Promise<JsonObject> {
-    const stored = await this.owned(caller, project, id, "response_id");
+    const stored = await this.computed(caller, project, id);
     if (!stored.body.background)
       throw new AppError(
         "invalid_parameter",
@@ -304,19 +340,61 @@ export class ResponseService {
     await this.deps.responses.delete(project, id);
   }
 
-  async inputItems(caller: Caller, project: string, id: string): Promise<Item[]> {
-    return (await this.owned(caller, project, id, "response_id")).input;
+  /** A page of the response's input items, as conversation items are paged. */
+  async inputItems(
+    caller: Caller,
+    project: string,
+    id: string,
+    page: PageRequest,
+  ): Promise<Page<Item>> {
+    const items = (await this.computed(caller, project, id)).input;
+    const ordered = page.order === "asc" ? items : [...items].reverse();
+    const at = (cursor: string | undefined) =>
+      cursor === undefined ? undefined : ordered.findIndex((i) => i.id === cursor);
+    const after = at(page.after);
+    const before = at(page.before);
+    // An unknown cursor pages nowhere, as in a conversation.
+    if (after === -1 || before === -1) return { items: [], hasMore: false };
+    const start = after === undefined ? 0 : after + 1;
+    const end = before ?? ordered.length;
+    const window = ordered.slice(start, Math.max(start, end));
+    // Only `before`: the items nearest to it.
+    const slice =
+      before !== undefined && after === undefined
+        ? window.slice(-page.limit)
+        : window.slice(0, page.limit);
+    return { items: slice, hasMore: window.length > page.limit };
   }
 
-  /** Cancels what still runs (at shutdown). */
-  close() {
+  /** Cancels what still runs and waits until each has been saved (at shutdown). */
+  async close() {
     this.runs.cancelAll();
+    await Promise.allSettled([...this.running]);
+  }
+
+  /** After a restart: responses that were running when the service stopped have failed. */
+  async recover(): Promise<number> {
+    return this.deps.responses.failUnfinished(
+      "The service stopped while this response was running.",
+    );
   }
 
   private async owned(caller: Caller, project: string, id: string, param: string) {
     const stored = await this.deps.responses.get(project, id);
     // Another identity's response is not found, as the real service answers.
     if (!stored || stored.owner !== caller.subject) throw notFound(`Response '${id}'`, param);
+    return stored;
+  }
+
+  /** One of the service's own responses (a hosted agent's are the agent's to read). */
+  private async computed(caller: Caller, project: string, id: string) {
+    const stored = await this.owned(caller, project, id, "response_id");
+    if (stored.sessionId)
+      throw new AppError(
+        "invalid_parameter",
+        `Response '${id}' was answered by the hosted session '${stored.sessionId}'; the service keeps only whose it is, not its content.`,
+        "response_id",
+      );
     return stored;
   }
 
@@ -418,28 +496,6 @@ export class ResponseService {
     };
   }
 
-  private async inputOf(
-    project: string,
-    body: CreateResponseBody,
-    history: Item[],
-  ): Promise<Item[]> {
-    const input = body.input ?? [];
-    const items =
-      typeof input === "string" ? [normalizeInput(input)] : input.map((i) => normalizeInput(i));
-    const known = new Set(history.filter((i) => i.type === "function_call").map((i) => i.call_id));
-    items.forEach((item, i) => {
-      if (item.type === "function_call") known.add(item.call_id);
-      if (item.type === "function_call_output" && !known.has(item.call_id))
-        throw new AppError(
-          "invalid_parameter",
-          `No function_call with call_id '${String(item.call_id)}' precedes this output.`,
-          `input[${i}].call_id`,
-        );
-    });
-    void project;
-    return items;
-  }
-
   /** Every item of the chain ending at `last`: each response's input, then its output. */
   private async chain(project: string, last: StoredResponse): Promise<Item[]> {
     const links: StoredResponse[] = [last];
@@ -460,8 +516,6 @@ export class ResponseService {
     project: string,
     body: CreateResponseBody,
     version: Version,
-    conversationId: string | undefined,
-    previous: StoredResponse | undefined,
   ): Promise<Created> {
     if (!this.deps.forwarder)
       throw new AppError("sandbox_unavailable", "This host cannot run hosted agents' sessions.");
@@ -472,14 +526,13 @@ export class ResponseService {
         "A hosted agent's session may call models and prompt agents, not hosted agents.",
         "agent",
       );
-    void conversationId;
-    void previous;
     if (body.agent_session_id !== undefined && !sessionIdPattern.test(body.agent_session_id))
       throw new AppError(
         "invalid_parameter",
         "agent_session_id must be 8-128 of [A-Za-z0-9_-].",
         "agent_session_id",
       );
+    // The body goes as the caller sent it, but for the agent's name (the session implies it).
     const rest: JsonObject = { ...body };
     for (const field of ["agent", "agent_reference", "agent_name"]) delete rest[field];
     const answer = await this.deps.forwarder.forward({
@@ -492,47 +545,93 @@ export class ResponseService {
       body: Buffer.from(JSON.stringify(rest)),
       contentType: "application/json",
     });
-    this.recordHosted(caller, project, version.agentName, answer);
-    return { kind: "hosted", answer };
+    if (answer.status >= 400) return { kind: "hosted", answer, body: answer.body };
+    return {
+      kind: "hosted",
+      answer,
+      body: answer.body.pipe(this.recorder(caller, project, version.agentName, answer.sessionId)),
+    };
   }
 
   /**
-   * Remembers which identity and session a hosted agent's response belongs to: the first `id`
-   * in its answer (the response object's, or the `response.created` event's).
+   * Passes a hosted agent's answer through unchanged and remembers the response it names
+   * (the first `id`: the response object's, or the `response.created` event's) as the
+   * caller's and the session's — only if the project has no response of that id already,
+   * so an agent cannot take over another's.
    */
-  private recordHosted(
-    caller: Caller,
-    project: string,
-    agentName: string,
-    answer: ForwardedAnswer,
-  ) {
+  private recorder(caller: Caller, project: string, agentName: string, sessionId: string) {
     let seen = "";
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString("utf8");
-      const m = /"id"\s*:\s*"([A-Za-z0-9_-]{1,256})"/.exec(seen);
-      if (m || seen.length > 64 * 1024) {
-        answer.body.off("data", onData);
-        if (!m) return;
-        void this.deps.responses
-          .put({
-            id: m[1]!,
-            project,
-            owner: caller.subject,
-            agentName,
-            sessionId: answer.sessionId,
-            previousResponseId: null,
-            conversationId: null,
-            body: { id: m[1]!, object: "response", agent_session_id: answer.sessionId },
-            input: [],
-            events: null,
-            createdAt: this.deps.clock(),
-          })
-          .catch(() => {});
-      }
-    };
-    answer.body.on("data", onData);
+    let done = false;
+    const responses = this.deps.responses;
+    const now = this.deps.clock();
+    const log = this.deps.log;
+    return new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        if (!done) {
+          seen += chunk.toString("utf8");
+          const m = /"id"\s*:\s*"([A-Za-z0-9_-]{1,256})"/.exec(seen);
+          if (m || seen.length > 64 * 1024) {
+            done = true;
+            seen = "";
+            if (m)
+              void responses
+                .claim({
+                  id: m[1]!,
+                  project,
+                  owner: caller.subject,
+                  agentName,
+                  sessionId,
+                  previousResponseId: null,
+                  conversationId: null,
+                  body: { id: m[1]!, object: "response", agent_session_id: sessionId },
+                  input: [],
+                  events: null,
+                  createdAt: now,
+                })
+                .catch((err: unknown) => log.warn({ err }, "a hosted response was not recorded"));
+          }
+        }
+        callback(null, chunk);
+      },
+    });
   }
 }
+
+/** This call's input items for the engine, checked; outputs only answer calls of the thread. */
+function inputOf(body: CreateResponseBody, history: Item[]): Item[] {
+  const input = parse(engineInput, body.input ?? [], "input");
+  const items =
+    typeof input === "string" ? [normalizeInput(input)] : input.map((i) => normalizeInput(i));
+  const known = new Set(history.filter((i) => i.type === "function_call").map((i) => i.call_id));
+  items.forEach((item, i) => {
+    if (item.type === "function_call") known.add(item.call_id);
+    if (item.type === "function_call_output" && !known.has(item.call_id))
+      throw new AppError(
+        "invalid_parameter",
+        `No function_call with call_id '${String(item.call_id)}' precedes this output.`,
+        `input[${i}].call_id`,
+      );
+  });
+  return items;
+}
+
+const ended = (status: unknown) =>
+  status === "completed" ||
+  status === "failed" ||
+  status === "cancelled" ||
+  status === "incomplete";
+
+/** A tool as a response shows it: an MCP server's header values are its author's secrets. */
+function redactTool(tool: JsonObject): JsonObject {
+  if (tool.type !== "mcp" || typeof tool.headers !== "object" || tool.headers === null) return tool;
+  return {
+    ...tool,
+    headers: Object.fromEntries(Object.keys(tool.headers).map((k) => [k, "[redacted]"])),
+  };
+}
+
+/** Responses one identity may have running at once. */
+const maxRunsPerIdentity = 64;
 
 /** The agent named by the body (`agent_reference`, `agent`, `agent_name`) or the route. */
 function agentReferenceOf(
@@ -565,7 +664,7 @@ const usageOf = (u: { input_tokens: number; output_tokens: number }) => ({
 });
 
 function errorOf(err: unknown): JsonObject {
-  if (err instanceof StructuredOutputError) return { code: err.code, message: err.message };
+  if (err instanceof ResponseFailure) return { code: err.code, message: err.message };
   if (err instanceof AppError) return { code: err.code, message: err.message };
   return { code: "server_error", message: "The response failed unexpectedly." };
 }

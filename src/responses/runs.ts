@@ -10,7 +10,10 @@ export class Run {
   private ended = false;
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    readonly owner: string,
+  ) {}
 
   get done(): boolean {
     return this.ended;
@@ -40,8 +43,13 @@ export class Run {
       while (next < this.events.length) yield this.events[next++]!;
       if (this.ended) return;
       await new Promise<void>((resolve) => {
-        this.waiters.add(resolve);
-        signal?.addEventListener("abort", () => resolve(), { once: true });
+        const wake = () => {
+          this.waiters.delete(wake);
+          signal?.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.waiters.add(wake);
+        signal?.addEventListener("abort", wake, { once: true });
       });
     }
   }
@@ -51,8 +59,14 @@ export class Run {
 export class Runs {
   private readonly runs = new Map<string, Run>();
 
-  start(id: string): Run {
-    const run = new Run(id);
+  private readonly perOwner = new Map<string, number>();
+
+  /** A new run of `owner`'s, or undefined when the owner already has `limit` running. */
+  start(id: string, owner: string, limit: number): Run | undefined {
+    const running = this.perOwner.get(owner) ?? 0;
+    if (running >= limit) return undefined;
+    this.perOwner.set(owner, running + 1);
+    const run = new Run(id, owner);
     this.runs.set(id, run);
     return run;
   }
@@ -63,7 +77,11 @@ export class Runs {
 
   finish(run: Run) {
     run.end();
-    this.runs.delete(run.id);
+    if (this.runs.delete(run.id)) {
+      const left = (this.perOwner.get(run.owner) ?? 1) - 1;
+      if (left > 0) this.perOwner.set(run.owner, left);
+      else this.perOwner.delete(run.owner);
+    }
   }
 
   /** Cancels every run (at shutdown). */

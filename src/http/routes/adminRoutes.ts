@@ -7,7 +7,7 @@ import type { ProjectRepository } from "../../domain/ports.js";
 import type { Clock } from "../../domain/ports.js";
 import type { UsageRepository } from "../../responses/ports.js";
 import { presentKey, presentUsage } from "../presenters.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 
 const projectName = z.string().regex(agentNamePattern, "must be 1-63 letters, digits or hyphens");
 const createKeyBody = z.object({

@@ -14,7 +14,7 @@ import { projectOf } from "../auth.js";
 import { isMultipart, type CodeUploadHandlers } from "./codeRoutes.js";
 import { checkPreviewFeatures, type FeatureMode } from "../features.js";
 import { presentAgent, presentDeletedAgent, presentPage } from "../presenters.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 
 type NameParams = { project: string; name: string };
 

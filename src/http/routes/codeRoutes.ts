@@ -5,7 +5,7 @@ import { projectOf } from "../auth.js";
 import { readCodeUpload } from "../codeUpload.js";
 import { checkPreviewFeatures, type FeatureMode } from "../features.js";
 import { presentAgent, presentVersion } from "../presenters.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 import { z } from "zod";
 
 type NameParams = { project: string; name: string };

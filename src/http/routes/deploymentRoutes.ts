@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { DeploymentService } from "../../gateway/deploymentService.js";
 import { projectOf } from "../auth.js";
 import { presentDeployment, presentModelDeployment } from "../presenters.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 
 type Named = { Params: { project: string; name: string } };
 

@@ -12,7 +12,7 @@ import type { ManifestService } from "../../domain/manifestService.js";
 import type { JsonObject } from "../../domain/model.js";
 import { projectOf } from "../auth.js";
 import { presentAgent, presentVersion } from "../presenters.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 
 type NameParams = { project: string; name: string };
 

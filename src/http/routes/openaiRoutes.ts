@@ -7,7 +7,7 @@ import { collectCompletion } from "../../gateway/collectCompletion.js";
 import type { ChatCompletionChunk, ChatRequest, ModelGateway } from "../../gateway/modelGateway.js";
 import type { Meter } from "../../gateway/metering.js";
 import { projectOf } from "../auth.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 
 /** What is checked of a chat completion; the rest goes to the upstream as it came. */
 const chatCompletionBody = z.looseObject({

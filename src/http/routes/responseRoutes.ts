@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import {
   addItemsBody,
@@ -10,16 +9,13 @@ import {
 } from "../../contract/responses.js";
 import type { JsonObject } from "../../domain/model.js";
 import type { ConversationService } from "../../responses/conversationService.js";
-import type { Item } from "../../responses/ports.js";
 import type { ResponseService } from "../../responses/responseService.js";
 import { projectOf } from "../auth.js";
 import { presentConversation, presentPage } from "../presenters.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
+import { eventFrame, sendEvents } from "../sse.js";
 
 type Params = { project: string; name?: string; id: string; item: string };
-
-/** Quiet streams get a comment line this often, so proxies and clients keep them open. */
-const keepAliveMs = 15_000;
 
 /**
  * The Responses and Conversations API (the `openai` client's shapes), mounted at the
@@ -53,7 +49,7 @@ export function responseRoutes(
     const { answer } = created;
     reply.code(answer.status).header("x-agent-session-id", answer.sessionId);
     if (answer.contentType) reply.header("content-type", answer.contentType);
-    return reply.send(answer.body);
+    return reply.send(created.body);
   });
 
   app.get<{ Params: Params }>("/responses/:id", async (request, reply) => {
@@ -82,8 +78,13 @@ export function responseRoutes(
 
   app.get<{ Params: Params }>("/responses/:id/input_items", async (request) => {
     const q = parse(listItemsQuery, request.query);
-    const items = await responses.inputItems(request.caller, projectOf(request), request.params.id);
-    return presentPage(pageOf(items, q), (i) => i);
+    const page = await responses.inputItems(request.caller, projectOf(request), request.params.id, {
+      limit: q.limit,
+      order: q.order,
+      after: q.after,
+      before: q.before,
+    });
+    return presentPage(page, (i) => i);
   });
 
   app.post<{ Params: Params }>("/conversations", async (request) => {
@@ -164,47 +165,12 @@ export function responseRoutes(
   );
 }
 
-/** A page of an in-memory list of items (a response's input). */
-function pageOf(
-  items: Item[],
-  q: { limit: number; order: "asc" | "desc"; after?: string; before?: string },
-) {
-  const ordered = q.order === "asc" ? items : [...items].reverse();
-  let start = 0;
-  let end = ordered.length;
-  if (q.after !== undefined) start = ordered.findIndex((i) => i.id === q.after) + 1 || end;
-  if (q.before !== undefined) {
-    const b = ordered.findIndex((i) => i.id === q.before);
-    end = b < 0 ? start : b;
-  }
-  const slice = ordered.slice(start, end);
-  return { items: slice.slice(0, q.limit), hasMore: slice.length > q.limit };
-}
-
-/**
- * Server-sent events of a response, written as they happen (each waits for the socket to
- * take the last), with a comment on quiet streams. The stream ends with the response.
- */
-async function streamEvents(reply: FastifyReply, events: AsyncIterable<JsonObject>) {
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-    connection: "keep-alive",
-    "x-accel-buffering": "no",
-    "x-request-id": String(reply.request.id),
-  });
-  const keepAlive = setInterval(() => res.write(": keep-alive\n\n"), keepAliveMs);
-  try {
-    for await (const event of events) {
-      if (res.destroyed) break;
-      keepAlive.refresh();
-      if (!res.write(`event: ${String(event.type)}\ndata: ${JSON.stringify(event)}\n\n`))
-        await Promise.race([once(res, "drain"), once(res, "close")]);
-    }
-  } finally {
-    clearInterval(keepAlive);
-    res.end();
-  }
+/** A response's events as server-sent events, named by their type. */
+function streamEvents(reply: FastifyReply, events: AsyncIterable<JsonObject>) {
+  return sendEvents(
+    reply,
+    (async function* () {
+      for await (const event of events) yield eventFrame(String(event.type), event);
+    })(),
+  );
 }

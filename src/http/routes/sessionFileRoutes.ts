@@ -6,7 +6,7 @@ import type { LogLine, SessionLog } from "../../sessions/sessionLog.js";
 import type { SessionService } from "../../sessions/sessionService.js";
 import { projectOf } from "../auth.js";
 import { drain } from "../codeUpload.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 import { splitVerb } from "./agentRoutes.js";
 
 type SessionParams = { project: string; name: string; id: string };

@@ -4,7 +4,7 @@ import { AppError } from "../../domain/errors.js";
 import type { SessionService } from "../../sessions/sessionService.js";
 import { projectOf } from "../auth.js";
 import { presentPage, presentSession, presentUsage } from "../presenters.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 import { splitVerb } from "./agentRoutes.js";
 
 type NameParams = { project: string; name: string };

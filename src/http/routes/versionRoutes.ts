@@ -10,7 +10,7 @@ import { projectOf } from "../auth.js";
 import { isMultipart, type CodeUploadHandlers } from "./codeRoutes.js";
 import { checkPreviewFeatures, type FeatureMode } from "../features.js";
 import { presentDeletedVersion, presentPage, presentVersion } from "../presenters.js";
-import { parse } from "../validate.js";
+import { parse } from "../../contract/validate.js";
 
 type NameParams = { project: string; name: string };
 type VersionParams = NameParams & { version: string };

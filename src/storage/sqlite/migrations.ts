@@ -150,7 +150,7 @@ export const migrations: readonly { id: number; sql: string }[] = [
       -- Responses (store: true): the object as presented, this call's input items, and a
       -- background response's stream events once it has ended (for replay).
       CREATE TABLE responses (
-        id TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
         project TEXT NOT NULL,
         owner TEXT NOT NULL,
         agent_name TEXT,
@@ -160,7 +160,8 @@ export const migrations: readonly { id: number; sql: string }[] = [
         body TEXT NOT NULL,
         input TEXT NOT NULL,
         events TEXT,
-        created_at INTEGER NOT NULL
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (project, id)
       ) WITHOUT ROWID;
 
       CREATE TABLE conversations (

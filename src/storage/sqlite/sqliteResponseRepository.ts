@@ -1,5 +1,5 @@
 import type { Database as Db } from "better-sqlite3";
-import type { Page, PageRequest } from "../../domain/model.js";
+import type { JsonObject, Page, PageRequest } from "../../domain/model.js";
 import type {
   Conversation,
   ConversationRepository,
@@ -34,14 +34,13 @@ export class SqliteResponseRepository implements ResponseRepository {
     this.statements = new StatementCache(db);
   }
 
-  async put(r: StoredResponse): Promise<void> {
-    this.statements
+  private insert(r: StoredResponse, onConflict: string) {
+    return this.statements
       .get(
         `INSERT INTO responses (id, project, owner, agent_name, session_id, previous_response_id,
            conversation_id, body, input, events, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET body = excluded.body, events = excluded.events,
-           session_id = excluded.session_id`,
+         ON CONFLICT (project, id) ${onConflict}`,
       )
       .run(
         r.id,
@@ -58,10 +57,22 @@ export class SqliteResponseRepository implements ResponseRepository {
       );
   }
 
+  async put(r: StoredResponse): Promise<void> {
+    this.insert(r, "DO UPDATE SET body = excluded.body, events = excluded.events");
+  }
+
+  async claim(r: StoredResponse): Promise<boolean> {
+    return this.insert(r, "DO NOTHING").changes > 0;
+  }
+
   async get(project: string, id: string): Promise<StoredResponse | undefined> {
     const row = this.statements
-      .get("SELECT * FROM responses WHERE id = ? AND project = ?")
-      .get(id, project) as ResponseRow | undefined;
+      .get(
+        `SELECT id, project, owner, agent_name, session_id, previous_response_id, conversation_id,
+           body, input, NULL AS events, created_at
+         FROM responses WHERE project = ? AND id = ?`,
+      )
+      .get(project, id) as ResponseRow | undefined;
     return (
       row && {
         id: row.id,
@@ -73,17 +84,34 @@ export class SqliteResponseRepository implements ResponseRepository {
         conversationId: row.conversation_id,
         body: JSON.parse(row.body),
         input: JSON.parse(row.input),
-        events: row.events ? JSON.parse(row.events) : null,
+        events: null,
         createdAt: row.created_at,
       }
     );
   }
 
+  async events(project: string, id: string): Promise<JsonObject[] | null> {
+    const row = this.statements
+      .get("SELECT events FROM responses WHERE project = ? AND id = ?")
+      .get(project, id) as { events: string | null } | undefined;
+    return row?.events ? JSON.parse(row.events) : null;
+  }
+
   async delete(project: string, id: string): Promise<boolean> {
     return (
-      this.statements.get("DELETE FROM responses WHERE id = ? AND project = ?").run(id, project)
+      this.statements.get("DELETE FROM responses WHERE project = ? AND id = ?").run(project, id)
         .changes > 0
     );
+  }
+
+  async failUnfinished(message: string): Promise<number> {
+    return this.statements
+      .get(
+        `UPDATE responses SET body = json_set(body, '$.status', 'failed',
+           '$.error', json_object('code', 'service_stopped', 'message', ?))
+         WHERE json_extract(body, '$.status') IN ('queued', 'in_progress')`,
+      )
+      .run(message).changes;
   }
 }
 
