@@ -70,8 +70,6 @@ export type InputItem = z.infer<typeof inputItem>;
 const anyItem = z.looseObject({ type: z.string().max(64).optional() });
 
 export const input = z.union([text, z.array(anyItem).max(10_000)]);
-/** The input the engine runs: checked item by item. */
-export const engineInput = z.union([text, z.array(inputItem).max(10_000)]);
 
 const agentReference = z.union([
   agentName,

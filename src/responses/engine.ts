@@ -124,6 +124,7 @@ export class Engine {
       done(index);
     }
     const mcpByName = new Map<string, { server: McpToolConfig; tool: string }>();
+    const functionNames = new Set(turn.functions.map((f) => f.name));
     const tools: ChatCompletionTool[] = turn.functions.map((f) => ({
       type: "function",
       function: {
@@ -264,7 +265,7 @@ export class Engine {
           gather(args);
           c.args += args;
           // A client-side function's call is streamed as it arrives.
-          if (c.index === undefined && c.name && !mcpByName.has(c.name)) {
+          if (c.index === undefined && functionNames.has(c.name)) {
             c.kind = "function";
             c.index = add({
               id: newId("fc"),
@@ -361,10 +362,9 @@ export class Engine {
       }
       if (waiting || !ranMcp) return { output, usage };
     }
-    throw new AppError(
-      "invalid_parameter",
+    throw new ResponseFailure(
+      "too_many_tool_calls",
       `The model called tools ${maxModelCalls} times in a row without answering.`,
-      "tools",
     );
   }
 

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Transform, type Readable } from "node:stream";
 import type { Logger } from "pino";
 import { sessionIdPattern } from "../contract/requests.js";
-import { engineInput, type CreateResponseBody } from "../contract/responses.js";
+import { inputItem, type CreateResponseBody } from "../contract/responses.js";
 import { parse } from "../contract/validate.js";
 import { AppError, notFound } from "../domain/errors.js";
 import type { Caller } from "../domain/keyService.js";
@@ -280,7 +280,7 @@ export class ResponseService {
     if (background) return { kind: "response", response: { ...response, status: "queued" } };
     const { response: final, failure } = await finished;
     // A model server that failed the call fails the request (502/504), as a proxy would.
-    if (failure instanceof AppError && failure.code !== "invalid_parameter") throw failure;
+    if (failure instanceof AppError) throw failure;
     return { kind: "response", response: final };
   }
 
@@ -599,11 +599,22 @@ export class ResponseService {
 
 /** This call's input items for the engine, checked; outputs only answer calls of the thread. */
 function inputOf(body: CreateResponseBody, history: Item[]): Item[] {
-  const input = parse(engineInput, body.input ?? [], "input");
+  const raw = body.input ?? [];
   const items =
-    typeof input === "string" ? [normalizeInput(input)] : input.map((i) => normalizeInput(i));
+    typeof raw === "string"
+      ? [normalizeInput(raw)]
+      : raw.map((entry, i) => normalizeInput(parse(inputItem, entry, `input[${i}]`)));
   const known = new Set(history.filter((i) => i.type === "function_call").map((i) => i.call_id));
+  const requests = new Set(
+    history.filter((i) => i.type === "mcp_approval_request").map((i) => i.id),
+  );
   items.forEach((item, i) => {
+    if (item.type === "mcp_approval_response" && !requests.has(String(item.approval_request_id)))
+      throw new AppError(
+        "invalid_parameter",
+        `No mcp_approval_request '${String(item.approval_request_id)}' in this thread.`,
+        `input[${i}].approval_request_id`,
+      );
     if (item.type === "function_call") known.add(item.call_id);
     if (item.type === "function_call_output" && !known.has(item.call_id))
       throw new AppError(
