@@ -39,9 +39,15 @@ export class Run {
     while (!signal?.aborted) {
       while (next < this.events.length) yield this.events[next++]!;
       if (this.ended) return;
+      // One listener per wait, removed on waking: a long stream would otherwise pile them up.
       await new Promise<void>((resolve) => {
-        this.waiters.add(resolve);
-        signal?.addEventListener("abort", () => resolve(), { once: true });
+        const wake = () => {
+          this.waiters.delete(wake);
+          signal?.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.waiters.add(wake);
+        signal?.addEventListener("abort", wake, { once: true });
       });
     }
   }
