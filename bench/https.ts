@@ -8,7 +8,7 @@ export interface Response {
 }
 
 export interface HttpsClient {
-  request(method: "GET" | "POST", path: string, body?: unknown): Promise<Response>;
+  request(method: "GET" | "POST" | "PUT", path: string, body?: unknown): Promise<Response>;
   close(): void;
 }
 

@@ -53,7 +53,7 @@ export function separateCpus(): string {
 export interface ChildServer {
   /** e.g. https://127.0.0.1:41234 */
   origin: string;
-  /** The CA that signed the server's certificate. */
+  /** The CA that signed the server's certificate (empty for a plain-HTTP server). */
   caPem: Buffer;
   pid: number;
   /** CPU seconds the server process has used so far (NaN where /proc is missing). */
@@ -64,17 +64,21 @@ export interface ChildServer {
 
 /**
  * Runs `node --import tsx <script>` (the same loader for every server, so the comparison is
- * fair; tsx only costs at load time) and waits for its "listening on https://…" line.
+ * fair; tsx only costs at load time) and waits for its "listening on https://…" line (or
+ * http:// for a plain server, which has no `caFile`). Servers run on the server CPU; `onLoadCpu`
+ * puts one beside the load generator instead (a stand-in upstream).
  */
 export async function startChild(
   script: string,
   args: string[],
   env: Record<string, string>,
-  caFile: string,
+  caFile: string | null,
+  onLoadCpu = false,
 ): Promise<ChildServer> {
   const node = [process.execPath, "--import", "tsx", path.join(repoRoot, script), ...args];
   // taskset execs node in place, so child.pid is the server's own pid.
-  const [command, ...argv] = canPin ? ["taskset", "-c", serverCpu, ...node] : node;
+  const cpu = onLoadCpu ? loadCpu : serverCpu;
+  const [command, ...argv] = canPin ? ["taskset", "-c", cpu, ...node] : node;
   const child = spawn(command!, argv, {
     cwd: repoRoot,
     env: { ...process.env, ...env },
@@ -102,7 +106,7 @@ export async function startChild(
     const timer = setTimeout(() => fail("did not start within 30 s"), 30_000);
     const onExit = (code: number | null) => fail(`exited with ${code}`);
     const onData = () => {
-      const m = /listening on (https:\/\/\S+)/.exec(output);
+      const m = /listening on (https?:\/\/\S+)/.exec(output);
       if (!m) return;
       clearTimeout(timer);
       child.off("exit", onExit);
@@ -115,7 +119,7 @@ export async function startChild(
 
   return {
     origin,
-    caPem: readFileSync(caFile),
+    caPem: caFile === null ? Buffer.alloc(0) : readFileSync(caFile),
     pid: child.pid!,
     cpuSeconds: () => cpuSeconds(child.pid),
     async stop() {
@@ -129,7 +133,10 @@ export async function startChild(
 }
 
 /** The real service, started the way test/helpers/server.ts does, on 127.0.0.1 only. */
-export function startAgenthost(dataDir: string): Promise<ChildServer> {
+export function startAgenthost(
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<ChildServer> {
   return startChild(
     "src/main.ts",
     ["serve"],
@@ -139,6 +146,7 @@ export function startAgenthost(dataDir: string): Promise<ChildServer> {
       AGENTHOST_PORT: "0",
       AGENTHOST_ADMIN_KEY: benchAdminKey,
       AGENTHOST_LOG_LEVEL: "warn",
+      ...env,
     },
     path.join(dataDir, "tls/ca.pem"),
   );

@@ -1,6 +1,7 @@
 import { cpus, totalmem } from "node:os";
 import { agentsHttpBench } from "./agentsHttp.js";
 import { codeUploadBench } from "./codeUpload.js";
+import { gatewayBench } from "./gateway.js";
 import { logFloodBench } from "./logFlood.js";
 import { homeVolumeBench } from "./homeVolume.js";
 import { pagingDeepBench } from "./pagingDeep.js";
@@ -22,6 +23,7 @@ const benches: { name: string; run: () => Promise<Section | Section[]> }[] = [
   { name: "home-volume", run: homeVolumeBench },
   { name: "session-files", run: sessionFilesBench },
   { name: "log-flood", run: logFloodBench },
+  { name: "gateway", run: gatewayBench },
 ];
 
 const filter = process.argv[2];

@@ -42,6 +42,7 @@ export class Run {
     while (!signal?.aborted) {
       while (next < this.events.length) yield this.events[next++]!;
       if (this.ended) return;
+      // One listener per wait, removed on waking: a long stream would otherwise pile them up.
       await new Promise<void>((resolve) => {
         const wake = () => {
           this.waiters.delete(wake);

@@ -125,6 +125,19 @@ describe("a model alone", () => {
     );
   });
 
+  it("a long stream holds one abort listener at a time: no listener-leak warning", async () => {
+    model.answer(() => ({ chunks: Array.from({ length: 40 }, (_, i) => `${i} `), delayMs: 2 }));
+    let deltas = 0;
+    for await (const event of await openai.responses.create({
+      model: "chat",
+      input: "count",
+      stream: true,
+    }))
+      if (event.type === "response.output_text.delta") deltas++;
+    assert.equal(deltas, 40);
+    assert.doesNotMatch(server.output(), /MaxListenersExceededWarning/);
+  });
+
   it("continues a chain with previous_response_id: the upstream sees the whole thread", async () => {
     model.answer(() => ({}));
     const first = await openai.responses.create({
