@@ -207,6 +207,7 @@ export function createServices(
     agents: store.agents,
     defaults: { tokens: config.budgetTokens, wallClockSeconds: config.budgetWallClockSeconds },
     clock,
+    log,
     // A hosted session past its budget ends; its next use answers 429 too.
     sessionSpent: (a, why) => {
       if ("unavailable" in sandboxes || !a.sessionId || !a.agentName) return;
@@ -397,6 +398,7 @@ export async function startService(config: Config): Promise<RunningService> {
     async close() {
       // Running responses are cancelled (and saved) first: their streams end with them.
       await services.responses.close();
+      await services.meter.flush();
       await app.close();
       await services.mcp.close();
       // A running install is killed first (its version stays `creating`), then the sessions.

@@ -1,7 +1,8 @@
 import { AppError } from "../domain/errors.js";
 import type { Caller } from "../domain/keyService.js";
 import type { AgentRepository, Clock, SessionRepository } from "../domain/ports.js";
-import type { UsageRepository } from "../responses/ports.js";
+import type { Logger } from "pino";
+import type { UsageRecord, UsageRepository } from "../responses/ports.js";
 import type { ChatCompletionChunk, ChatRequest, ModelGateway } from "./modelGateway.js";
 
 /*
@@ -56,11 +57,14 @@ export interface MeterDeps {
   clock: Clock;
   /** Called when a hosted session's budget is spent (the runtime ends it). */
   sessionSpent?: (a: Attribution, why: string) => void;
+  log?: Logger;
 }
 
 export class Meter {
   private readonly usage: UsageRepository;
   private readonly clock: Clock;
+  private readonly pending: UsageRecord[] = [];
+  private flushing: NodeJS.Immediate | undefined;
   constructor(private readonly deps: MeterDeps) {
     this.usage = deps.usage;
     this.clock = deps.clock;
@@ -130,12 +134,16 @@ export class Meter {
     throw new AppError("budget_exceeded", why);
   }
 
+  /**
+   * Records a call's tokens. Rows are written in batches, after the answer has gone on (a
+   * commit is an fsync); budgets count the rows not yet written too.
+   */
   async record(
     a: Attribution,
     deployment: string,
     tokens: { input_tokens: number; output_tokens: number },
   ): Promise<void> {
-    await this.usage.add({
+    this.pending.push({
       project: a.project,
       agentName: a.agentName,
       agentVersion: a.agentVersion,
@@ -148,6 +156,33 @@ export class Meter {
       outputTokens: tokens.output_tokens,
       createdAt: this.clock(),
     });
+    this.flushing ??= setImmediate(() => void this.flush());
+  }
+
+  /** Writes what is pending (also at shutdown). */
+  async flush(): Promise<void> {
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
+    const batch = this.pending.splice(0);
+    if (batch.length === 0) return;
+    try {
+      await this.usage.add(batch);
+    } catch (err) {
+      this.deps.log?.error({ err, rows: batch.length }, "usage rows could not be written");
+    }
+  }
+
+  /** Tokens of the scope's rows not yet written. */
+  private pendingTokens(a: Attribution): number {
+    let sum = 0;
+    for (const r of this.pending)
+      if (
+        a.sessionId
+          ? r.sessionId === a.sessionId && r.agentName === a.agentName && r.project === a.project
+          : r.conversationId === a.conversationId
+      )
+        sum += r.inputTokens + r.outputTokens;
+    return sum;
   }
 
   private async spent(a: Attribution): Promise<string | undefined> {
@@ -166,8 +201,10 @@ export class Meter {
       : a.conversationId
         ? await this.usage.totals({ conversationId: a.conversationId })
         : undefined;
-    if (totals && totals.inputTokens + totals.outputTokens >= budget.tokens)
-      return `The ${scope} has used its budget of ${budget.tokens} tokens (${totals.inputTokens + totals.outputTokens} used).`;
+    if (!totals) return undefined;
+    const used = totals.inputTokens + totals.outputTokens + this.pendingTokens(a);
+    if (used >= budget.tokens)
+      return `The ${scope} has used its budget of ${budget.tokens} tokens (${used} used).`;
     return undefined;
   }
 }

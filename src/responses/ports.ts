@@ -95,7 +95,8 @@ export interface UsageTotals {
 export type UsageGroup = "agent" | "version" | "session" | "identity" | "deployment" | "day";
 
 export interface UsageRepository {
-  add(record: UsageRecord): Promise<void>;
+  /** Adds the rows in one transaction. */
+  add(records: UsageRecord[]): Promise<void>;
   /** Totals of one session, or of one conversation. */
   totals(
     scope: { project: string; agentName: string; sessionId: string } | { conversationId: string },

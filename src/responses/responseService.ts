@@ -197,13 +197,15 @@ export class ResponseService {
               }
             : undefined,
         };
-    const run = this.runs.start(id, caller.subject, maxRunsPerIdentity);
+    const run = this.runs.start(id, project, caller.subject, maxRunsPerIdentity);
     if (!run)
       throw new AppError(
         "too_many_responses",
         `This identity already has ${maxRunsPerIdentity} responses running; wait for one to end.`,
       );
-    if (store) await this.deps.responses.put(stored(null));
+    // A background response is on disk from the start (a restart then marks it failed);
+    // the others once they end (while they run, the run answers for them).
+    if (background) await this.deps.responses.put(stored(null));
     const emit = (type: string) => run.emit({ type, response });
     if (background) emit("response.queued");
     emit("response.created");
@@ -285,9 +287,15 @@ export class ResponseService {
   }
 
   async get(caller: Caller, project: string, id: string): Promise<JsonObject> {
+    const live = this.liveRun(caller, project, id);
+    if (live) return lastSnapshot(live) ?? (await this.computed(caller, project, id)).body;
+    return (await this.computed(caller, project, id)).body;
+  }
+
+  /** The caller's running response of this id, if there is one. */
+  private liveRun(caller: Caller, project: string, id: string): Run | undefined {
     const live = this.runs.get(id);
-    const stored = await this.computed(caller, project, id);
-    return live && !live.done ? (lastSnapshot(live) ?? stored.body) : stored.body;
+    return live && live.project === project && live.owner === caller.subject ? live : undefined;
   }
 
   /** A response's stream again: events after `startingAfter`, then the live ones. */
@@ -298,10 +306,9 @@ export class ResponseService {
     startingAfter: number,
     signal: AbortSignal,
   ): Promise<AsyncIterable<JsonObject>> {
-    const stored = await this.computed(caller, project, id);
-    const live = this.runs.get(id);
+    const live = this.liveRun(caller, project, id);
     if (live) return live.follow(startingAfter, signal);
-    void stored;
+    await this.computed(caller, project, id);
     const events = await this.deps.responses.events(project, id);
     if (!events)
       throw new AppError(

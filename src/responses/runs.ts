@@ -12,6 +12,7 @@ export class Run {
 
   constructor(
     readonly id: string,
+    readonly project: string,
     readonly owner: string,
   ) {}
 
@@ -63,11 +64,11 @@ export class Runs {
   private readonly perOwner = new Map<string, number>();
 
   /** A new run of `owner`'s, or undefined when the owner already has `limit` running. */
-  start(id: string, owner: string, limit: number): Run | undefined {
+  start(id: string, project: string, owner: string, limit: number): Run | undefined {
     const running = this.perOwner.get(owner) ?? 0;
     if (running >= limit) return undefined;
     this.perOwner.set(owner, running + 1);
-    const run = new Run(id, owner);
+    const run = new Run(id, project, owner);
     this.runs.set(id, run);
     return run;
   }

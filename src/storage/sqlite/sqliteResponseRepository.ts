@@ -286,26 +286,28 @@ export class SqliteUsageRepository implements UsageRepository {
     this.statements = new StatementCache(db);
   }
 
-  async add(u: UsageRecord): Promise<void> {
-    this.statements
-      .get(
-        `INSERT INTO usage (project, agent_name, agent_version, session_id, conversation_id, owner,
-           deployment, response_id, input_tokens, output_tokens, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        u.project,
-        u.agentName,
-        u.agentVersion,
-        u.sessionId,
-        u.conversationId,
-        u.owner,
-        u.deployment,
-        u.responseId,
-        u.inputTokens,
-        u.outputTokens,
-        u.createdAt,
-      );
+  async add(records: UsageRecord[]): Promise<void> {
+    const insert = this.statements.get(
+      `INSERT INTO usage (project, agent_name, agent_version, session_id, conversation_id, owner,
+         deployment, response_id, input_tokens, output_tokens, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.db.transaction(() => {
+      for (const u of records)
+        insert.run(
+          u.project,
+          u.agentName,
+          u.agentVersion,
+          u.sessionId,
+          u.conversationId,
+          u.owner,
+          u.deployment,
+          u.responseId,
+          u.inputTokens,
+          u.outputTokens,
+          u.createdAt,
+        );
+    })();
   }
 
   async totals(
