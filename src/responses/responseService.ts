@@ -76,14 +76,6 @@ export class ResponseService {
     const previous = body.previous_response_id
       ? await this.owned(caller, project, body.previous_response_id, "previous_response_id")
       : undefined;
-    if (previous && (previous.sessionId || !ended(previous.body.status)))
-      throw new AppError(
-        "invalid_parameter",
-        previous.sessionId
-          ? `Response '${previous.id}' was answered by a hosted agent; continue it there.`
-          : `Response '${previous.id}' is still ${String(previous.body.status)}; continue it once it has ended.`,
-        "previous_response_id",
-      );
     const conversationId =
       typeof body.conversation === "string" ? body.conversation : body.conversation?.id;
     const conversation = conversationId
@@ -108,6 +100,14 @@ export class ResponseService {
         "model",
       );
     }
+    if (previous && (previous.sessionId || !ended(previous.body.status)))
+      throw new AppError(
+        "invalid_parameter",
+        previous.sessionId
+          ? `Response '${previous.id}' was answered by a hosted agent; continue it there.`
+          : `Response '${previous.id}' is still ${String(previous.body.status)}; continue it once it has ended.`,
+        "previous_response_id",
+      );
     if (body.background && body.store === false)
       throw new AppError("invalid_parameter", "background requires store: true.", "store");
 
