@@ -1,6 +1,4 @@
 import { createHash } from "node:crypto";
-import http from "node:http";
-import https from "node:https";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import {
@@ -11,7 +9,7 @@ import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import type { Logger } from "pino";
 import { AppError } from "../domain/errors.js";
-import { AnswerTooLarge, boundedFetch } from "./boundedFetch.js";
+import { AnswerTooLarge, nodeFetch, type NodeFetch } from "../lib/nodeFetch.js";
 import { allowedByName, needsApproval, type McpToolConfig } from "./mcpTool.js";
 import { capBytes, message, redact, render } from "./mcpText.js";
 
@@ -21,7 +19,7 @@ export { parseMcpTool, type McpToolConfig } from "./mcpTool.js";
  * The client for a prompt agent's `mcp` tools: lists a server's tools and calls them over
  * Streamable HTTP, or the older HTTP+SSE transport when the server speaks only that.
  * Everything a server sends is untrusted: each connect, list and call has a deadline, every
- * answer a byte limit (boundedFetch), and a server that misbehaves loses its connection.
+ * answer a byte limit (nodeFetch), and a server that misbehaves loses its connection.
  * Header values are secrets: they are sent, never logged, and cut out of error messages.
  */
 
@@ -53,7 +51,7 @@ interface Connection {
   /** Where it goes, for logs: scheme, host and port only (paths and queries may hold keys). */
   origin: string;
   kind: "streamable-http" | "sse";
-  agent: http.Agent;
+  http: NodeFetch;
   client: Client;
   transport: Transport;
   busy: number;
@@ -169,8 +167,7 @@ export class McpTools {
           ? { error: this.cap(text || "The tool reported an error.") }
           : { output: this.cap(text) };
       } catch (err) {
-        if (conn.tooLarge || err instanceof AnswerTooLarge)
-          return { error: new AnswerTooLarge(this.maxAnswerBytes).message };
+        if (conn.tooLarge || err instanceof AnswerTooLarge) return { error: this.tooLarge() };
         if (isServerError(err)) return { error: this.cap(redact(config, err)) };
         throw err;
       }
@@ -293,16 +290,18 @@ export class McpTools {
     if (generation !== this.generation) throw new Error("The MCP client was closed.");
     if (deadline <= Date.now()) throw new TimedOut();
     const url = new URL(config.server_url);
-    const agent = new (url.protocol === "https:" ? https.Agent : http.Agent)({
-      keepAlive: true,
+    const conn = { key, origin: url.origin, kind, busy: 0, closed: false } as Connection;
+    conn.http = nodeFetch({
+      maxBodyBytes: this.maxAnswerBytes,
       maxSockets: 8,
+      onRefused: (err) => {
+        if (!(err instanceof AnswerTooLarge)) return;
+        conn.tooLarge = err;
+        this.log?.warn({ server: conn.origin, limit: err.limit }, "MCP server's answer too large");
+        void this.drop(conn, "answer too large");
+      },
     });
-    const conn = { key, origin: url.origin, kind, agent, busy: 0, closed: false } as Connection;
-    const fetch = boundedFetch(agent, this.maxAnswerBytes, (err) => {
-      conn.tooLarge = err;
-      this.log?.warn({ server: conn.origin, limit: err.limit }, "MCP server's answer too large");
-      void this.drop(conn, "answer too large");
-    });
+    const fetch = conn.http.fetch;
     const requestInit = { headers: { ...config.headers } };
     conn.transport =
       kind === "streamable-http"
@@ -349,7 +348,7 @@ export class McpTools {
     if (polite && transport instanceof StreamableHTTPClientTransport && transport.sessionId)
       await within(transport.terminateSession(), Math.min(1000, this.timeoutMs)).catch(() => {});
     await transport.close().catch(() => {});
-    conn.agent.destroy();
+    conn.http.destroy();
   }
 
   // ---- answers ------------------------------------------------------------------------------
@@ -402,15 +401,17 @@ export class McpTools {
         "tools",
       );
     const reason =
-      conn?.tooLarge || err instanceof AnswerTooLarge
-        ? new AnswerTooLarge(this.maxAnswerBytes).message
-        : redact(config, err);
+      conn?.tooLarge || err instanceof AnswerTooLarge ? this.tooLarge() : redact(config, err);
     this.log?.warn({ server_label: label, action, reason }, "MCP server failed");
     return new AppError(
       "upstream_error",
       `MCP server '${label}' failed ${action}: ${reason}`,
       "tools",
     );
+  }
+
+  private tooLarge(): string {
+    return `The MCP server's answer was larger than ${this.maxAnswerBytes} bytes.`;
   }
 
   private cap(text: string): string {
