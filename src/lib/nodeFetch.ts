@@ -23,16 +23,14 @@ export class AddressRefused extends Error {
   override readonly name = "AddressRefused";
   constructor(
     readonly host: string,
-    /** Why, e.g. "loopback" (the policy's word). */
+    /** Why, in the policy's words (e.g. "a loopback address"). */
     readonly reason: string,
   ) {
-    super(
-      net.isIP(host) ? `${host} is a ${reason} address` : `${host} resolves to a ${reason} address`,
-    );
+    super(net.isIP(host) ? `${host} is ${reason}` : `${host} resolves to ${reason}`);
   }
 }
 
-/** Why `address` (an IP literal) must not be connected to, or undefined when it may. */
+/** Why `address` (an IP literal) must not be connected to ("a … address"), or undefined. */
 export type AddressPolicy = (address: string) => string | undefined;
 
 export interface NodeFetchOptions {

@@ -9,7 +9,8 @@ import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import type { Logger } from "pino";
 import { AppError } from "../domain/errors.js";
-import { AnswerTooLarge, nodeFetch, type NodeFetch } from "../lib/nodeFetch.js";
+import { nonPublicAddress } from "../lib/addressPolicy.js";
+import { AddressRefused, AnswerTooLarge, nodeFetch, type NodeFetch } from "../lib/nodeFetch.js";
 import { allowedByName, needsApproval, type McpToolConfig } from "./mcpTool.js";
 import { capBytes, message, redact, render } from "./mcpText.js";
 
@@ -19,7 +20,10 @@ export { parseMcpTool, type McpToolConfig } from "./mcpTool.js";
  * The client for a prompt agent's `mcp` tools: lists a server's tools and calls them over
  * Streamable HTTP, or the older HTTP+SSE transport when the server speaks only that.
  * Everything a server sends is untrusted: each connect, list and call has a deadline, every
- * answer a byte limit (nodeFetch), and a server that misbehaves loses its connection.
+ * answer a byte limit (nodeFetch), and a server that misbehaves loses its connection. Where
+ * to connect is untrusted too (a project key or a hosted agent names the URL): unless
+ * private networks are allowed, a server whose address (as resolved, at each connect) is
+ * loopback, link-local, private, multicast or the host's own is refused.
  * Header values are secrets: they are sent, never logged, and cut out of error messages.
  */
 
@@ -42,6 +46,8 @@ export interface McpToolsOptions {
   idleMs?: number;
   /** A connection's tool list is reused this long; default 30 s. */
   toolListTtlMs?: number;
+  /** Connect to servers on loopback, link-local, private or the host's own addresses too. */
+  allowPrivateNetworks?: boolean;
 }
 
 type Transport = StreamableHTTPClientTransport | SSEClientTransport;
@@ -58,6 +64,7 @@ interface Connection {
   idle?: NodeJS.Timeout;
   tools?: { at: number; list: McpToolInfo[] };
   tooLarge?: AnswerTooLarge;
+  refused?: AddressRefused;
   closed: boolean;
 }
 
@@ -88,6 +95,7 @@ export class McpTools {
   private readonly maxAnswerBytes: number;
   private readonly idleMs: number;
   private readonly toolListTtlMs: number;
+  private readonly allowPrivateNetworks: boolean;
   private readonly log?: Logger;
   private readonly open = new Map<string, Connection>();
   private readonly pending = new Map<string, Promise<Connection>>();
@@ -103,6 +111,7 @@ export class McpTools {
       options.maxAnswerBytes ?? Math.max(1024 * 1024, 8 * options.maxOutputBytes);
     this.idleMs = options.idleMs ?? 30_000;
     this.toolListTtlMs = options.toolListTtlMs ?? 30_000;
+    this.allowPrivateNetworks = options.allowPrivateNetworks ?? false;
     this.log = options.log;
   }
 
@@ -260,11 +269,11 @@ export class McpTools {
     try {
       conn = await this.attempt(config, key, "streamable-http", deadline, generation);
     } catch (first) {
-      if (first instanceof TimedOut || first instanceof AnswerTooLarge) throw first;
+      if (final(first)) throw first;
       try {
         conn = await this.attempt(config, key, "sse", deadline, generation);
       } catch (second) {
-        if (second instanceof TimedOut || second instanceof AnswerTooLarge) throw second;
+        if (final(second)) throw second;
         throw new Error(`Streamable HTTP: ${message(first)}; HTTP+SSE: ${message(second)}`, {
           cause: second,
         });
@@ -294,8 +303,12 @@ export class McpTools {
     conn.http = nodeFetch({
       maxBodyBytes: this.maxAnswerBytes,
       maxSockets: 8,
+      addressPolicy: this.allowPrivateNetworks ? undefined : nonPublicAddress,
       onRefused: (err) => {
-        if (!(err instanceof AnswerTooLarge)) return;
+        if (err instanceof AddressRefused) {
+          conn.refused = err;
+          return;
+        }
         conn.tooLarge = err;
         this.log?.warn({ server: conn.origin, limit: err.limit }, "MCP server's answer too large");
         void this.drop(conn, "answer too large");
@@ -332,7 +345,7 @@ export class McpTools {
       return conn;
     } catch (err) {
       await this.drop(conn, "connect failed");
-      throw conn.tooLarge ?? err;
+      throw conn.refused ?? conn.tooLarge ?? err;
     }
   }
 
@@ -400,8 +413,12 @@ export class McpTools {
         `MCP server '${label}' did not answer within ${this.timeoutMs} ms (${action}).`,
         "tools",
       );
-    const reason =
-      conn?.tooLarge || err instanceof AnswerTooLarge ? this.tooLarge() : redact(config, err);
+    const refused = err instanceof AddressRefused ? err : conn?.refused;
+    const reason = refused
+      ? `${redact(config, refused)}, and MCP servers must be on public addresses (AGENTHOST_MCP_ALLOW_PRIVATE_NETWORKS)`
+      : conn?.tooLarge || err instanceof AnswerTooLarge
+        ? this.tooLarge()
+        : redact(config, err);
     this.log?.warn({ server_label: label, action, reason }, "MCP server failed");
     return new AppError(
       "upstream_error",
@@ -418,6 +435,10 @@ export class McpTools {
     return capBytes(text, this.maxOutputBytes);
   }
 }
+
+/** A connect failure that trying the other transport cannot mend. */
+const final = (err: unknown) =>
+  err instanceof TimedOut || err instanceof AnswerTooLarge || err instanceof AddressRefused;
 
 /** The cache key: the URL and the headers (their values hashed, never kept as a key). */
 function keyOf(config: McpToolConfig): string {
