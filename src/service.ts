@@ -220,6 +220,7 @@ export function createServices(
   const mcp = new McpTools({
     timeoutMs: config.mcpTimeoutSeconds * 1000,
     maxOutputBytes: 1024 * 1024,
+    allowPrivateNetworks: config.mcpAllowPrivateNetworks,
     log,
   });
   const responses = new ResponseService({

@@ -142,6 +142,8 @@ const configSchema = z.object({
   budgetWallClockSeconds: z.coerce.number().min(0).default(0),
   /** Longest an MCP server may take to connect, list or run a tool. */
   mcpTimeoutSeconds: z.coerce.number().min(0.1).default(30),
+  /** Let MCP servers be on loopback, link-local, private or this host's own addresses. */
+  mcpAllowPrivateNetworks: z.boolean().default(false),
   /** A log stream with nothing to say sends a status line this often. */
   logKeepAliveSeconds: z.coerce.number().min(0.1).default(60),
   /** Longest silence of a model server: before its first chunk, and between two. */
@@ -221,6 +223,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["budgetTokens", env.AGENTHOST_BUDGET_TOKENS],
     ["budgetWallClockSeconds", env.AGENTHOST_BUDGET_WALL_CLOCK_SECONDS],
     ["mcpTimeoutSeconds", env.AGENTHOST_MCP_TIMEOUT_SECONDS],
+    ["mcpAllowPrivateNetworks", bool(env.AGENTHOST_MCP_ALLOW_PRIVATE_NETWORKS)],
     ["logKeepAliveSeconds", env.AGENTHOST_LOG_KEEPALIVE_SECONDS],
     ["upstreamTimeoutSeconds", env.AGENTHOST_UPSTREAM_TIMEOUT_SECONDS],
     ["upstreamRetries", env.AGENTHOST_UPSTREAM_RETRIES],

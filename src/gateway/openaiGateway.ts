@@ -4,7 +4,7 @@ import OpenAI, { APIConnectionError, APIError, APIUserAbortError } from "openai"
 import { AppError } from "../domain/errors.js";
 import type { DeploymentService, DeploymentTarget } from "./deploymentService.js";
 import type { ChatCompletionChunk, ChatRequest, ModelGateway } from "./modelGateway.js";
-import { upstreamFetch } from "./upstreamFetch.js";
+import { AnswerTooLarge, nodeFetch } from "../lib/nodeFetch.js";
 
 export interface GatewayOptions {
   /** Longest silence of an upstream: before its first chunk, and between two. */
@@ -13,6 +13,10 @@ export interface GatewayOptions {
   retries: number;
   /** The first retry's wait; each next one doubles it (default 100 ms). */
   backoffMs?: number;
+  /** Largest answer read that is not an event stream (an error body, say); default 16 MiB. */
+  maxAnswerBytes?: number;
+  /** Largest event of a streamed answer; default 1 MiB. */
+  maxEventBytes?: number;
 }
 
 /** Longest wait before a retry, whatever an upstream's `retry-after` asks. */
@@ -27,12 +31,18 @@ const maxBackoffMs = 1000;
 export class OpenAiGateway implements ModelGateway {
   /** One client per deployment, replaced when the deployment (or its key) changes. */
   private readonly clients = new Map<string, { fingerprint: string; client: OpenAI }>();
-  private readonly fetch = upstreamFetch();
+  private readonly fetch;
 
   constructor(
     private readonly catalog: DeploymentService,
     private readonly options: GatewayOptions,
-  ) {}
+  ) {
+    // Deployments are an admin's, and often local (Ollama): no address policy here.
+    this.fetch = nodeFetch({
+      maxBodyBytes: options.maxAnswerBytes ?? 16 * 1024 * 1024,
+      maxEventBytes: options.maxEventBytes ?? 1024 * 1024,
+    }).fetch;
+  }
 
   async deployments(project: string): Promise<string[]> {
     return (await this.catalog.list(project)).map((d) => d.name);
@@ -177,6 +187,12 @@ interface Failure {
 }
 
 function describe(err: unknown, baseUrl: string): Failure {
+  const tooLarge = causeOf(err, AnswerTooLarge);
+  if (tooLarge)
+    return {
+      message: `the model server's answer was larger than ${tooLarge.limit} bytes${tooLarge.perEvent ? " in one event" : ""}.`,
+      retryable: false,
+    };
   if (err instanceof APIConnectionError && !(err instanceof APIUserAbortError)) {
     return {
       message: `the model server at ${baseUrl} could not be reached (${causeCode(err) ?? err.message}).`,
@@ -200,6 +216,15 @@ function describe(err: unknown, baseUrl: string): Failure {
     message: `the model server's answer broke off (${causeCode(err) ?? (err as Error).message}).`,
     retryable: true,
   };
+}
+
+function causeOf<E extends Error>(
+  err: unknown,
+  type: abstract new (...args: never[]) => E,
+): E | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as Error).cause, depth++)
+    if (e instanceof type) return e;
+  return undefined;
 }
 
 function causeCode(err: unknown): string | undefined {

@@ -1,6 +1,4 @@
 import { createHash } from "node:crypto";
-import http from "node:http";
-import https from "node:https";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import {
@@ -11,7 +9,8 @@ import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import type { Logger } from "pino";
 import { AppError } from "../domain/errors.js";
-import { AnswerTooLarge, boundedFetch } from "./boundedFetch.js";
+import { nonPublicAddress } from "../lib/addressPolicy.js";
+import { AddressRefused, AnswerTooLarge, nodeFetch, type NodeFetch } from "../lib/nodeFetch.js";
 import { allowedByName, needsApproval, type McpToolConfig } from "./mcpTool.js";
 import { capBytes, message, redact, render } from "./mcpText.js";
 
@@ -21,7 +20,10 @@ export { parseMcpTool, type McpToolConfig } from "./mcpTool.js";
  * The client for a prompt agent's `mcp` tools: lists a server's tools and calls them over
  * Streamable HTTP, or the older HTTP+SSE transport when the server speaks only that.
  * Everything a server sends is untrusted: each connect, list and call has a deadline, every
- * answer a byte limit (boundedFetch), and a server that misbehaves loses its connection.
+ * answer a byte limit (nodeFetch), and a server that misbehaves loses its connection. Where
+ * to connect is untrusted too (a project key or a hosted agent names the URL): unless
+ * private networks are allowed, a server whose address (as resolved, at each connect) is
+ * loopback, link-local, private, multicast or the host's own is refused.
  * Header values are secrets: they are sent, never logged, and cut out of error messages.
  */
 
@@ -44,6 +46,8 @@ export interface McpToolsOptions {
   idleMs?: number;
   /** A connection's tool list is reused this long; default 30 s. */
   toolListTtlMs?: number;
+  /** Connect to servers on loopback, link-local, private or the host's own addresses too. */
+  allowPrivateNetworks?: boolean;
 }
 
 type Transport = StreamableHTTPClientTransport | SSEClientTransport;
@@ -53,13 +57,14 @@ interface Connection {
   /** Where it goes, for logs: scheme, host and port only (paths and queries may hold keys). */
   origin: string;
   kind: "streamable-http" | "sse";
-  agent: http.Agent;
+  http: NodeFetch;
   client: Client;
   transport: Transport;
   busy: number;
   idle?: NodeJS.Timeout;
   tools?: { at: number; list: McpToolInfo[] };
   tooLarge?: AnswerTooLarge;
+  refused?: AddressRefused;
   closed: boolean;
 }
 
@@ -90,6 +95,7 @@ export class McpTools {
   private readonly maxAnswerBytes: number;
   private readonly idleMs: number;
   private readonly toolListTtlMs: number;
+  private readonly allowPrivateNetworks: boolean;
   private readonly log?: Logger;
   private readonly open = new Map<string, Connection>();
   private readonly pending = new Map<string, Promise<Connection>>();
@@ -105,6 +111,7 @@ export class McpTools {
       options.maxAnswerBytes ?? Math.max(1024 * 1024, 8 * options.maxOutputBytes);
     this.idleMs = options.idleMs ?? 30_000;
     this.toolListTtlMs = options.toolListTtlMs ?? 30_000;
+    this.allowPrivateNetworks = options.allowPrivateNetworks ?? false;
     this.log = options.log;
   }
 
@@ -169,8 +176,7 @@ export class McpTools {
           ? { error: this.cap(text || "The tool reported an error.") }
           : { output: this.cap(text) };
       } catch (err) {
-        if (conn.tooLarge || err instanceof AnswerTooLarge)
-          return { error: new AnswerTooLarge(this.maxAnswerBytes).message };
+        if (conn.tooLarge || err instanceof AnswerTooLarge) return { error: this.tooLarge() };
         if (isServerError(err)) return { error: this.cap(redact(config, err)) };
         throw err;
       }
@@ -263,11 +269,11 @@ export class McpTools {
     try {
       conn = await this.attempt(config, key, "streamable-http", deadline, generation);
     } catch (first) {
-      if (first instanceof TimedOut || first instanceof AnswerTooLarge) throw first;
+      if (final(first)) throw first;
       try {
         conn = await this.attempt(config, key, "sse", deadline, generation);
       } catch (second) {
-        if (second instanceof TimedOut || second instanceof AnswerTooLarge) throw second;
+        if (final(second)) throw second;
         throw new Error(`Streamable HTTP: ${message(first)}; HTTP+SSE: ${message(second)}`, {
           cause: second,
         });
@@ -293,16 +299,22 @@ export class McpTools {
     if (generation !== this.generation) throw new Error("The MCP client was closed.");
     if (deadline <= Date.now()) throw new TimedOut();
     const url = new URL(config.server_url);
-    const agent = new (url.protocol === "https:" ? https.Agent : http.Agent)({
-      keepAlive: true,
+    const conn = { key, origin: url.origin, kind, busy: 0, closed: false } as Connection;
+    conn.http = nodeFetch({
+      maxBodyBytes: this.maxAnswerBytes,
       maxSockets: 8,
+      addressPolicy: this.allowPrivateNetworks ? undefined : nonPublicAddress,
+      onRefused: (err) => {
+        if (err instanceof AddressRefused) {
+          conn.refused = err;
+          return;
+        }
+        conn.tooLarge = err;
+        this.log?.warn({ server: conn.origin, limit: err.limit }, "MCP server's answer too large");
+        void this.drop(conn, "answer too large");
+      },
     });
-    const conn = { key, origin: url.origin, kind, agent, busy: 0, closed: false } as Connection;
-    const fetch = boundedFetch(agent, this.maxAnswerBytes, (err) => {
-      conn.tooLarge = err;
-      this.log?.warn({ server: conn.origin, limit: err.limit }, "MCP server's answer too large");
-      void this.drop(conn, "answer too large");
-    });
+    const fetch = conn.http.fetch;
     const requestInit = { headers: { ...config.headers } };
     conn.transport =
       kind === "streamable-http"
@@ -333,7 +345,7 @@ export class McpTools {
       return conn;
     } catch (err) {
       await this.drop(conn, "connect failed");
-      throw conn.tooLarge ?? err;
+      throw conn.refused ?? conn.tooLarge ?? err;
     }
   }
 
@@ -349,7 +361,7 @@ export class McpTools {
     if (polite && transport instanceof StreamableHTTPClientTransport && transport.sessionId)
       await within(transport.terminateSession(), Math.min(1000, this.timeoutMs)).catch(() => {});
     await transport.close().catch(() => {});
-    conn.agent.destroy();
+    conn.http.destroy();
   }
 
   // ---- answers ------------------------------------------------------------------------------
@@ -401,9 +413,11 @@ export class McpTools {
         `MCP server '${label}' did not answer within ${this.timeoutMs} ms (${action}).`,
         "tools",
       );
-    const reason =
-      conn?.tooLarge || err instanceof AnswerTooLarge
-        ? new AnswerTooLarge(this.maxAnswerBytes).message
+    const refused = err instanceof AddressRefused ? err : conn?.refused;
+    const reason = refused
+      ? `${redact(config, refused)}, and MCP servers must be on public addresses (AGENTHOST_MCP_ALLOW_PRIVATE_NETWORKS)`
+      : conn?.tooLarge || err instanceof AnswerTooLarge
+        ? this.tooLarge()
         : redact(config, err);
     this.log?.warn({ server_label: label, action, reason }, "MCP server failed");
     return new AppError(
@@ -413,10 +427,18 @@ export class McpTools {
     );
   }
 
+  private tooLarge(): string {
+    return `The MCP server's answer was larger than ${this.maxAnswerBytes} bytes.`;
+  }
+
   private cap(text: string): string {
     return capBytes(text, this.maxOutputBytes);
   }
 }
+
+/** A connect failure that trying the other transport cannot mend. */
+const final = (err: unknown) =>
+  err instanceof TimedOut || err instanceof AnswerTooLarge || err instanceof AddressRefused;
 
 /** The cache key: the URL and the headers (their values hashed, never kept as a key). */
 function keyOf(config: McpToolConfig): string {

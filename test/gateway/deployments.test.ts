@@ -2,8 +2,13 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { after, before, it } from "node:test";
+import { parseConfig } from "../../src/config/config.js";
+import { AppError } from "../../src/domain/errors.js";
+import { DeploymentService } from "../../src/gateway/deploymentService.js";
+import { SecretBox } from "../../src/gateway/secretBox.js";
+import { openStore } from "../../src/service.js";
 import { openaiClient } from "../helpers/openaiClient.js";
-import { httpsJson, removeDir, startServer, type TestServer } from "../helpers/server.js";
+import { httpsJson, removeDir, startServer, tempDir, type TestServer } from "../helpers/server.js";
 import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 
 /*
@@ -148,7 +153,7 @@ it("a key named by api_key_env is read from the service's environment at call ti
   await admin("PUT", "/projects/default/deployments/unset-env", {
     model: "env-model",
     base_url: envModel.baseUrl,
-    api_key_env: "NOT_SET_ANYWHERE_42",
+    api_key_env: "NOT_SET_ANYWHERE_42_API_KEY",
   });
   const err = await openai.chat.completions
     .create({ model: "unset-env", messages: [{ role: "user", content: "x" }] })
@@ -157,7 +162,64 @@ it("a key named by api_key_env is read from the service's environment at call ti
       (e: { status: number; message: string }) => e,
     );
   assert.equal(err.status, 502);
-  assert.match(err.message, /NOT_SET_ANYWHERE_42 is not set/);
+  assert.match(err.message, /NOT_SET_ANYWHERE_42_API_KEY is not set/);
+});
+
+it("api_key_env may name variables ending in _API_KEY, _KEY or _TOKEN", async () => {
+  for (const name of ["SOME_API_KEY", "SOME_KEY", "SOME_TOKEN"]) {
+    const r = await admin("PUT", `/projects/default/deployments/var-${name.toLowerCase()}`, {
+      model: "m",
+      base_url: "http://127.0.0.1:11434/v1",
+      api_key_env: name,
+    });
+    assert.equal(r.status, 201, `${name}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.api_key_env, name);
+  }
+  const refused = await admin("PUT", "/projects/default/deployments/var-other", {
+    model: "m",
+    base_url: "http://127.0.0.1:11434/v1",
+    api_key_env: "PATH",
+  });
+  assert.equal(refused.status, 400);
+  const error = refused.body.error as { param: string; message: string };
+  assert.equal(error.param, "api_key_env");
+  assert.match(error.message, /ending in _API_KEY, _KEY or _TOKEN/);
+});
+
+it("a stored deployment naming another variable (stored before the rule) is not read", async () => {
+  const dataDir = tempDir();
+  const store = await openStore(parseConfig({ dataDir }));
+  try {
+    const now = Date.now();
+    await store.deployments.put({
+      project: "default",
+      name: "old",
+      model: "m",
+      baseUrl: "http://127.0.0.1:11434/v1",
+      apiKeyCiphertext: null,
+      apiKeyEnv: "PATH",
+      createdAt: now,
+      updatedAt: now,
+    });
+    const deployments = new DeploymentService({
+      deployments: store.deployments,
+      projects: store.projects,
+      secrets: SecretBox.open(dataDir),
+      discovered: [],
+      env: { PATH: "/usr/bin" },
+      clock: () => now,
+    });
+    await assert.rejects(deployments.resolve("default", "old"), (err: unknown) => {
+      assert.ok(err instanceof AppError);
+      assert.equal(err.code, "upstream_error");
+      assert.match(err.message, /PATH is not one a deployment may name/);
+      assert.ok(!err.message.includes("/usr/bin"));
+      return true;
+    });
+  } finally {
+    await store.close();
+    removeDir(dataDir);
+  }
 });
 
 it("an upstream's refusal is a 502 carrying its status and message", async () => {
@@ -199,6 +261,11 @@ it("bad input is a 400 naming the field", async () => {
     ["ok", { ...good, api_key: "" }, "api_key", "invalid_parameter"],
     ["ok", { ...good, api_key_env: "1BAD" }, "api_key_env", "invalid_parameter"],
     ["ok", { ...good, api_key_env: "AGENTHOST_ADMIN_KEY" }, "api_key_env", "invalid_parameter"],
+    ["ok", { ...good, api_key_env: "AWS_SECRET_ACCESS" }, "api_key_env", "invalid_parameter"],
+    ["ok", { ...good, api_key_env: "DATABASE_URL" }, "api_key_env", "invalid_parameter"],
+    ["ok", { ...good, api_key_env: "HOME" }, "api_key_env", "invalid_parameter"],
+    ["ok", { ...good, api_key_env: "MY_KEYS" }, "api_key_env", "invalid_parameter"],
+    ["ok", { ...good, api_key_env: "openai_api_key" }, "api_key_env", "invalid_parameter"],
   ];
   for (const [name, body, param, code] of cases) {
     const r = await put(name, body);

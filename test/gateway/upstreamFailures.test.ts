@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import http from "node:http";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { after, before, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { APIError } from "openai";
@@ -176,5 +177,79 @@ it("a caller that goes away mid-stream closes the upstream request too", async (
     assert.equal(slow.openConnections(), 0, "the upstream connection outlived the caller");
   } finally {
     await slow.close();
+  }
+});
+
+/**
+ * TEST DOUBLE: a hostile model server that answers every request with an endless body: one
+ * server-sent event that never ends, or an error body that never ends.
+ */
+async function startFloodingModel(kind: "event" | "error") {
+  const sockets = new Set<Socket>();
+  let requests = 0;
+  const server = http.createServer((req, res) => {
+    requests++;
+    req.resume();
+    res.writeHead(kind === "event" ? 200 : 500, {
+      "content-type": kind === "event" ? "text/event-stream" : "application/json",
+    });
+    const piece = Buffer.alloc(64 * 1024, "x");
+    if (kind === "event") res.write("data: ");
+    const pour = () => {
+      while (!res.destroyed && res.write(piece));
+      if (!res.destroyed) res.once("drain", pour);
+    };
+    pour();
+  });
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    baseUrl: `http://127.0.0.1:${port}/v1`,
+    requests: () => requests,
+    openConnections: () => sockets.size,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+it("an endless event from the upstream: a 502 once 1 MiB of it is read, not retried, connection closed", async () => {
+  const flood = await startFloodingModel("event");
+  try {
+    await deploy("flood-event", flood.baseUrl);
+    for (const stream of [false, true]) {
+      const before = flood.requests();
+      const r = await chat("flood-event", stream);
+      assert.equal(r.status, 502, JSON.stringify(r.body));
+      const error = r.body.error as { code: string; message: string };
+      assert.equal(error.code, "upstream_error");
+      assert.match(error.message, /answer was larger than 1048576 bytes in one event/);
+      assert.equal(flood.requests() - before, 1, "a flood is not retried");
+    }
+    for (let i = 0; i < 40 && flood.openConnections() > 0; i++) await sleep(25);
+    assert.equal(flood.openConnections(), 0);
+  } finally {
+    await flood.close();
+  }
+});
+
+it("an endless error body: a 502 once 16 MiB of it are read, connection closed", async () => {
+  const flood = await startFloodingModel("error");
+  try {
+    await deploy("flood-error", flood.baseUrl);
+    const r = await chat("flood-error");
+    assert.equal(r.status, 502, JSON.stringify(r.body));
+    const error = r.body.error as { code: string; message: string };
+    assert.equal(error.code, "upstream_error");
+    assert.match(error.message, /answered 500: .*larger than 16777216 bytes/);
+    for (let i = 0; i < 40 && flood.openConnections() > 0; i++) await sleep(25);
+    assert.equal(flood.openConnections(), 0);
+  } finally {
+    await flood.close();
   }
 });

@@ -55,6 +55,8 @@ export async function startServer(
         AGENTHOST_LOG_LEVEL: "warn",
         // Whatever OPENAI_API_KEY or Ollama this host has, tests see only their own models.
         AGENTHOST_MODEL_DISCOVERY: "off",
+        // Tests' MCP servers listen on 127.0.0.1, which the service refuses by default.
+        AGENTHOST_MCP_ALLOW_PRIVATE_NETWORKS: "on",
         ...options.env,
       },
       stdio: ["ignore", "pipe", "pipe"],

@@ -16,7 +16,8 @@ import {
 /*
  * The MCP tool client against real MCP servers (the MCP SDK's own server classes on
  * 127.0.0.1, Streamable HTTP and legacy HTTP+SSE) and against hostile ones: silent, flooding,
- * speaking no MCP, unreachable.
+ * speaking no MCP, unreachable. Servers on 127.0.0.1 need allowPrivateNetworks; without it
+ * (the default) such destinations are refused.
  */
 
 const tool = (url: string, extra: Partial<McpToolConfig> = {}): McpToolConfig => ({
@@ -174,6 +175,7 @@ describe("McpTools against a Streamable HTTP server", () => {
     mcp = new McpTools({
       timeoutMs: 3000,
       maxOutputBytes: 1000,
+      allowPrivateNetworks: true,
       log: pino({ level: "debug" }, { write: (line: string) => void logLines.push(line) }),
     });
   });
@@ -310,7 +312,7 @@ describe("McpTools against a Streamable HTTP server", () => {
 
 describe("McpTools against a legacy HTTP+SSE server", () => {
   let server: TestMcpServer;
-  const mcp = new McpTools({ timeoutMs: 3000, maxOutputBytes: 1000 });
+  const mcp = new McpTools({ timeoutMs: 3000, maxOutputBytes: 1000, allowPrivateNetworks: true });
 
   before(async () => {
     server = await startMcpServer({ legacySse: true });
@@ -344,7 +346,12 @@ describe("McpTools against a legacy HTTP+SSE server", () => {
 
 describe("McpTools against hostile and absent servers", () => {
   const servers: TestServer[] = [];
-  const mcp = new McpTools({ timeoutMs: 600, maxOutputBytes: 1000, maxAnswerBytes: 100_000 });
+  const mcp = new McpTools({
+    timeoutMs: 600,
+    maxOutputBytes: 1000,
+    maxAnswerBytes: 100_000,
+    allowPrivateNetworks: true,
+  });
   after(async () => {
     await mcp.close();
     for (const s of servers) await s.close();
@@ -454,7 +461,12 @@ describe("McpTools against hostile and absent servers", () => {
 describe("McpTools idle connections", () => {
   it("closes a connection left unused for idleMs", async () => {
     const server = await startMcpServer();
-    const mcp = new McpTools({ timeoutMs: 3000, maxOutputBytes: 1000, idleMs: 150 });
+    const mcp = new McpTools({
+      timeoutMs: 3000,
+      maxOutputBytes: 1000,
+      idleMs: 150,
+      allowPrivateNetworks: true,
+    });
     try {
       await mcp.listTools(tool(server.url));
       assert.ok(server.openConnections() > 0);
@@ -466,6 +478,69 @@ describe("McpTools idle connections", () => {
     } finally {
       await mcp.close();
       await server.close();
+    }
+  });
+});
+
+describe("McpTools address policy (the default: public addresses only)", () => {
+  let server: TestMcpServer;
+  const mcp = new McpTools({ timeoutMs: 2000, maxOutputBytes: 1000 });
+  before(async () => {
+    server = await startMcpServer();
+  });
+  after(async () => {
+    await mcp.close();
+    await server.close();
+  });
+
+  const port = () => new URL(server.url).port;
+  const refusals: [string, () => string, RegExp][] = [
+    ["127.0.0.1", () => `http://127.0.0.1:${port()}/mcp`, /127\.0\.0\.1 is a loopback address/],
+    ["::1", () => `http://[::1]:${port()}/mcp`, /::1 is a loopback address/],
+    ["an IPv4-mapped 127.0.0.1", () => `http://[::ffff:127.0.0.1]:${port()}/mcp`, /loopback/],
+    ["10.0.0.1", () => "http://10.0.0.1/mcp", /10\.0\.0\.1 is a private address/],
+    ["169.254.169.254", () => "http://169.254.169.254/mcp", /is a link-local address/],
+    ["0.0.0.0", () => `http://0.0.0.0:${port()}/mcp`, /0\.0\.0\.0 is an unspecified address/],
+    [
+      "a name resolving to 127.0.0.1 (localhost)",
+      () => `http://localhost:${port()}/mcp`,
+      /localhost resolves to a loopback address/,
+    ],
+  ];
+  for (const [what, url, reason] of refusals)
+    it(`refuses ${what}: upstream_error naming the label and why, no request made`, async () => {
+      const from = server.requests.length;
+      const secret = "Bearer sk-policy-secret";
+      const config = tool(url(), { server_label: "inside", headers: { Authorization: secret } });
+      const t0 = Date.now();
+      for (const attempt of [mcp.listTools(config), mcp.callTool(config, "add", "{}")]) {
+        const err = await rejection(attempt);
+        assert.equal(err.code, "upstream_error");
+        assert.equal(err.param, "tools");
+        assert.match(err.message, /^MCP server 'inside' failed connecting: /);
+        assert.match(err.message, reason);
+        assert.match(err.message, /AGENTHOST_MCP_ALLOW_PRIVATE_NETWORKS/);
+        assert.ok(!err.message.includes("policy-secret"), "no header value");
+      }
+      assert.ok(Date.now() - t0 < 1000, "refused at once, not timed out");
+      assert.equal(server.requests.length, from, "the server saw nothing");
+    });
+
+  it("the same server is reached with allowPrivateNetworks", async () => {
+    const open = new McpTools({
+      timeoutMs: 2000,
+      maxOutputBytes: 1000,
+      allowPrivateNetworks: true,
+    });
+    try {
+      assert.deepEqual(
+        await open.callTool(tool(`http://localhost:${port()}/mcp`), "add", '{"a":1,"b":2}'),
+        {
+          output: "3",
+        },
+      );
+    } finally {
+      await open.close();
     }
   });
 });

@@ -3,8 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { errorCodes } from "../../contract/errorCodes.js";
 import { AppError } from "../../domain/errors.js";
-import { collectCompletion } from "../../gateway/collectCompletion.js";
-import type { ChatCompletionChunk, ChatRequest, ModelGateway } from "../../gateway/modelGateway.js";
+import { ChatCompletions } from "../../gateway/chatCompletions.js";
+import type { ChatCompletionChunk, ModelGateway } from "../../gateway/modelGateway.js";
 import type { Meter } from "../../gateway/metering.js";
 import { projectOf } from "../auth.js";
 import { parse } from "../../contract/validate.js";
@@ -19,6 +19,7 @@ const chatCompletionBody = z.looseObject({
 
 /** The OpenAI-compatible data plane of a project, under `{project}/openai/v1`. */
 export function openaiRoutes(app: FastifyInstance, gateway: ModelGateway, meter: Meter) {
+  const chat = new ChatCompletions(gateway, meter);
   // What `model` may name: the project's deployments (`openai.models.list()`).
   app.get("/models", async (request) => ({
     object: "list",
@@ -32,41 +33,25 @@ export function openaiRoutes(app: FastifyInstance, gateway: ModelGateway, meter:
 
   // A pass-through to the deployment `model` names: streamed as it arrives, or one answer.
   app.post("/chat/completions", async (request, reply) => {
-    const { model, stream, stream_options, ...rest } = parse(chatCompletionBody, request.body);
+    const body = parse(chatCompletionBody, request.body);
     const gone = new AbortController();
     reply.raw.once("close", () => gone.abort());
-    const attribution = await meter.forCaller(request.caller, projectOf(request));
-    const chunks = meter.complete(
-      gateway,
-      attribution,
-      model,
-      rest as unknown as ChatRequest,
-      gone.signal,
-    );
-    if (!stream) return collectCompletion(chunks);
-    return streamChunks(
-      request,
-      reply,
-      chunks,
-      stream_options?.include_usage === true,
-      gone.signal,
-    );
+    const answer = await chat.complete(request.caller, projectOf(request), body, gone.signal);
+    if ("completion" in answer) return answer.completion;
+    return streamChunks(request, reply, answer.chunks, gone.signal);
   });
 }
 
 /**
- * Server-sent chunks as the upstream sends them, ending in `data: [DONE]`. A failure before
- * the first chunk is an ordinary error answer; one after it is a last `data: {"error":…}`.
+ * Server-sent chunks, ending in `data: [DONE]`; a failure (after the first chunk: one before
+ * it was an ordinary error answer) is a last `data: {"error":…}`.
  */
 async function streamChunks(
   request: FastifyRequest,
   reply: FastifyReply,
-  chunks: AsyncIterable<ChatCompletionChunk>,
-  includeUsage: boolean,
+  chunks: AsyncIterableIterator<ChatCompletionChunk>,
   gone: AbortSignal,
 ) {
-  const it = chunks[Symbol.asyncIterator]();
-  let next = await it.next();
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -80,11 +65,7 @@ async function streamChunks(
     if (!res.write(`data: ${JSON.stringify(data)}\n\n`)) await once(res, "drain", { signal: gone });
   };
   try {
-    for (; !next.done; next = await it.next()) {
-      // Usage is always asked of the upstream; the caller sees it when it asked too.
-      if (!includeUsage && next.value.choices.length === 0) continue;
-      await send(next.value);
-    }
+    for await (const chunk of chunks) await send(chunk);
     res.write("data: [DONE]\n\n");
   } catch (err) {
     if (!gone.aborted) {
@@ -101,7 +82,7 @@ async function streamChunks(
       }).catch(() => {});
     }
   } finally {
-    await it.return?.();
+    await chunks.return?.();
     res.end();
   }
 }
