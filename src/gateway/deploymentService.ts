@@ -39,10 +39,11 @@ export interface DeploymentTarget {
 export const deploymentNamePattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 /**
- * What `api_key_env` may name: a variable that holds a key (…_API_KEY, …_KEY, …_TOKEN), not
- * any secret of the service's environment, and none of the service's own settings.
+ * What `api_key_env` may name: an API key's variable (…_API_KEY, …_API_TOKEN), not any other
+ * secret of the service's environment (a cloud's access key, a git token), and none of the
+ * service's own settings.
  */
-const keyVariable = (name: string) => /_(KEY|TOKEN)$/.test(name) && !/^AGENTHOST_/i.test(name);
+const keyVariable = (name: string) => /_API_(KEY|TOKEN)$/.test(name) && !/^AGENTHOST_/i.test(name);
 // A header value: printable ASCII without spaces.
 const apiKeyPattern = /^[\x21-\x7e]{1,4096}$/;
 
@@ -167,7 +168,7 @@ export class DeploymentService {
       if (!keyVariable(deployment.apiKeyEnv))
         throw new AppError(
           "upstream_error",
-          `Deployment '${name}': its API key variable ${deployment.apiKeyEnv} is not one a deployment may name (…_API_KEY, …_KEY or …_TOKEN); set the deployment again.`,
+          `Deployment '${name}': its API key variable ${deployment.apiKeyEnv} is not one a deployment may name (…_API_KEY or …_API_TOKEN); set the deployment again.`,
         );
       const apiKey = this.deps.env[deployment.apiKeyEnv];
       if (!apiKey)
@@ -274,7 +275,7 @@ function checkEnvName(name: string) {
   if (!keyVariable(name))
     throw new AppError(
       "invalid_parameter",
-      "Invalid value for 'api_key_env': must name a key variable, ending in _API_KEY, _KEY or _TOKEN (e.g. OPENAI_API_KEY).",
+      "Invalid value for 'api_key_env': must name a key variable, ending in _API_KEY or _API_TOKEN (e.g. OPENAI_API_KEY).",
       "api_key_env",
     );
 }

@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { errorCodes } from "../../contract/errorCodes.js";
@@ -8,6 +7,7 @@ import type { ChatCompletionChunk, ModelGateway } from "../../gateway/modelGatew
 import type { Meter } from "../../gateway/metering.js";
 import { projectOf } from "../auth.js";
 import { parse } from "../../contract/validate.js";
+import { sendEvents } from "../sse.js";
 
 /** What is checked of a chat completion; the rest goes to the upstream as it came. */
 const chatCompletionBody = z.looseObject({
@@ -46,43 +46,36 @@ export function openaiRoutes(app: FastifyInstance, gateway: ModelGateway, meter:
  * Server-sent chunks, ending in `data: [DONE]`; a failure (after the first chunk: one before
  * it was an ordinary error answer) is a last `data: {"error":…}`.
  */
-async function streamChunks(
+function streamChunks(
   request: FastifyRequest,
   reply: FastifyReply,
   chunks: AsyncIterableIterator<ChatCompletionChunk>,
   gone: AbortSignal,
 ) {
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-    connection: "keep-alive",
-    "x-accel-buffering": "no",
-    "x-request-id": request.id,
-  });
-  const send = async (data: unknown) => {
-    if (!res.write(`data: ${JSON.stringify(data)}\n\n`)) await once(res, "drain", { signal: gone });
-  };
-  try {
-    for await (const chunk of chunks) await send(chunk);
-    res.write("data: [DONE]\n\n");
-  } catch (err) {
-    if (!gone.aborted) {
-      const known = err instanceof AppError ? err : undefined;
-      if (!known) request.log.error({ err }, "chat completion stream failed");
-      const code = known?.code ?? "internal_error";
-      await send({
-        error: {
-          code,
-          message: known?.message ?? "An internal error occurred.",
-          param: known?.param ?? null,
-          type: errorCodes[code].status >= 500 ? "server_error" : "invalid_request_error",
-        },
-      }).catch(() => {});
-    }
-  } finally {
-    await chunks.return?.();
-    res.end();
-  }
+  return sendEvents(
+    reply,
+    (async function* () {
+      try {
+        for await (const chunk of chunks) yield dataFrame(chunk);
+        yield "data: [DONE]\n\n";
+      } catch (err) {
+        if (gone.aborted) return;
+        const known = err instanceof AppError ? err : undefined;
+        if (!known) request.log.error({ err }, "chat completion stream failed");
+        const code = known?.code ?? "internal_error";
+        yield dataFrame({
+          error: {
+            code,
+            message: known?.message ?? "An internal error occurred.",
+            param: known?.param ?? null,
+            type: errorCodes[code].status >= 500 ? "server_error" : "invalid_request_error",
+          },
+        });
+      } finally {
+        await chunks.return?.();
+      }
+    })(),
+  );
 }
+
+const dataFrame = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
