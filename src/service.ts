@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Config } from "./config/config.js";
@@ -396,14 +397,29 @@ export async function startService(config: Config): Promise<RunningService> {
         : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
     models: { ...discovery, stored: storedDeployments },
     async close() {
+      // The whole shutdown fits in the sandboxes' stop grace, whatever clients do meanwhile.
+      const deadline = Date.now() + config.sessionStopGraceSeconds * 1000;
       // Running responses are cancelled (and saved) first: their streams end with them.
       await services.responses.close();
       await services.meter.flush();
-      await app.close();
+      // No new requests; log streams end at once (a last status frame). Requests in flight
+      // may finish while the sandboxes stop: an agent that drains on SIGTERM ends its answers.
+      const drained = app.close();
       await services.mcp.close();
       // A running install is killed first (its version stays `creating`), then the sessions.
       await services.codeRuntime.close();
       if (!("unavailable" in sandboxes)) await sandboxes.close();
+      // Past the grace, connections still open are cut.
+      const cut = new AbortController();
+      await Promise.race([
+        drained,
+        sleep(Math.max(0, deadline - Date.now()), undefined, { signal: cut.signal }).catch(
+          () => {},
+        ),
+      ]);
+      cut.abort();
+      app.server.closeAllConnections();
+      await drained;
       await store.close();
     },
   };

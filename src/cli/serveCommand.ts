@@ -33,8 +33,7 @@ export async function serveCommand(
   if (service.newAdminKey) {
     lines.push(`  Admin key (shown once, keep it safe): ${service.newAdminKey}`);
   }
-  print(lines.join("\n"));
-
+  // Listening from before the banner: a signal sent as soon as it is read is handled.
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) process.exit(1); // a second signal: give up waiting
@@ -53,6 +52,7 @@ export async function serveCommand(
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  print(lines.join("\n"));
 }
 
 /** Which models every project offers without set-up, and from where; or how to add one. */
