@@ -15,6 +15,7 @@ import { raiseFileLimit } from "./lib/fileLimit.js";
 import { validateEndpoint } from "./http/routes/agentRoutes.js";
 import { SqliteStore } from "./storage/sqlite/sqliteStore.js";
 import { ensureLocalTls } from "./tls/localCa.js";
+import { certificateNames, serverUrls } from "./tls/serverNames.js";
 import { pino, type Logger } from "pino";
 import { CodeRuntime, type CodeRuntimeOptions } from "./build/codeRuntime.js";
 import { hostNpmSettings } from "./build/dependencies.js";
@@ -298,9 +299,13 @@ function codeRuntimeOptions(
 
 export interface RunningService {
   app: FastifyInstance;
-  /** e.g. https://localhost:8443 */
+  /** e.g. https://localhost:8443: the first of `urls` */
   origin: string;
+  /** Every URL the service answers at (and its local certificate covers). */
+  urls: string[];
   caFile?: string;
+  /** The local CA was replaced by this start (it did not permit the names): trust it anew. */
+  caReplaced: boolean;
   /** A newly generated admin key, shown once. */
   newAdminKey?: string;
   /** The sandbox driver in use, or why sessions cannot run here. */
@@ -356,7 +361,10 @@ export async function startService(config: Config): Promise<RunningService> {
     ? undefined
     : config.tlsCert && config.tlsKey
       ? { cert: readFileSync(config.tlsCert, "utf8"), key: readFileSync(config.tlsKey, "utf8") }
-      : ensureLocalTls(path.join(config.dataDir, "tls"));
+      : ensureLocalTls(
+          path.join(config.dataDir, "tls"),
+          certificateNames(config.host, config.tlsSan ?? []),
+        );
   const connections = connectionLimits(raiseFileLimit());
   log.info(
     {
@@ -384,12 +392,13 @@ export async function startService(config: Config): Promise<RunningService> {
   if (resumed > 0) log.info({ versions: resumed }, "resuming interrupted builds");
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
-  const host = config.host === "::" || config.host === "0.0.0.0" ? "localhost" : config.host;
-  const origin = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const urls = serverUrls(tls ? "https" : "http", config.host, port);
   return {
     app,
-    origin,
+    origin: urls[0]!,
+    urls,
     caFile: tls && "caFile" in tls ? tls.caFile : undefined,
+    caReplaced: tls && "caReplaced" in tls ? tls.caReplaced === true : false,
     newAdminKey,
     sandboxes:
       "unavailable" in sandboxes

@@ -11,12 +11,13 @@ export async function serveCommand(
   const endpoint = `${service.origin}/api/projects/default`;
   const lines = [
     `agenthost is listening on ${service.origin}`,
+    ...service.urls.slice(1).map((url) => `                      and ${url}`),
     `  Project endpoint:  ${endpoint}`,
     `  Data directory:    ${config.dataDir} (database: ${databaseFile(config)})`,
   ];
   if (service.caFile) {
     lines.push(
-      `  Local CA:          ${service.caFile}`,
+      `  Local CA:          ${service.caFile}${service.caReplaced ? " (new: its names changed; trust it again where you trusted the old one)" : ""}`,
       `  Trust it (Node):   export NODE_EXTRA_CA_CERTS=${service.caFile}`,
       `  Trust it (Python): export SSL_CERT_FILE=${service.caFile} REQUESTS_CA_BUNDLE=${service.caFile}`,
     );
