@@ -12,8 +12,8 @@ export default tseslint.config(
     },
   },
   {
-    // Plain JavaScript run by Node: the in-sandbox loader and the Node fixture agent.
-    files: ["sandbox/**/*.mjs", "test/fixtures/**/*.js"],
+    // Plain JavaScript run by Node: the in-sandbox loader, the Node fixture and sample agents.
+    files: ["sandbox/**/*.mjs", "test/fixtures/**/*.js", "docs/samples/**/*.mjs"],
     languageOptions: {
       globals: {
         process: "readonly",

@@ -10,7 +10,7 @@ import { AppError } from "./domain/errors.js";
 /* The process entry: reads argv and the environment, runs one command. */
 
 const usage = `Usage:
-  agenthost serve [--data-dir DIR] [--host HOST] [--port PORT] [--no-tls | --tls-cert FILE --tls-key FILE]
+  agenthost serve [--data-dir DIR] [--host HOST] [--port PORT] [--no-tls | --tls-cert FILE --tls-key FILE | --tls-san NAME ...]
                   [--foundry-features lenient|strict] [--log-level LEVEL]
   agenthost keys create [--project P] [--name N] [--act-for-users]
   agenthost keys list [--project P]
@@ -32,6 +32,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       "no-tls": { type: "boolean" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
+      "tls-san": { type: "string", multiple: true },
       "foundry-features": { type: "string" },
       "log-level": { type: "string" },
       project: { type: "string" },
@@ -53,6 +54,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
       tls: values["no-tls"] ? false : undefined,
       tlsCert: values["tls-cert"],
       tlsKey: values["tls-key"],
+      tlsSan: values["tls-san"],
       foundryFeatures: values["foundry-features"],
       logLevel: values["log-level"],
     }).filter(([, v]) => v !== undefined),

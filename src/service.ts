@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Config } from "./config/config.js";
@@ -14,6 +15,7 @@ import { raiseFileLimit } from "./lib/fileLimit.js";
 import { validateEndpoint } from "./http/routes/agentRoutes.js";
 import { SqliteStore } from "./storage/sqlite/sqliteStore.js";
 import { ensureLocalTls } from "./tls/localCa.js";
+import { certificateNames, serverUrls } from "./tls/serverNames.js";
 import { pino, type Logger } from "pino";
 import { CodeRuntime, type CodeRuntimeOptions } from "./build/codeRuntime.js";
 import { hostNpmSettings } from "./build/dependencies.js";
@@ -298,9 +300,13 @@ function codeRuntimeOptions(
 
 export interface RunningService {
   app: FastifyInstance;
-  /** e.g. https://localhost:8443 */
+  /** e.g. https://localhost:8443: the first of `urls` */
   origin: string;
+  /** Every URL the service answers at (and its local certificate covers). */
+  urls: string[];
   caFile?: string;
+  /** The local CA was replaced by this start (it did not permit the names): trust it anew. */
+  caReplaced: boolean;
   /** A newly generated admin key, shown once. */
   newAdminKey?: string;
   /** The sandbox driver in use, or why sessions cannot run here. */
@@ -356,7 +362,10 @@ export async function startService(config: Config): Promise<RunningService> {
     ? undefined
     : config.tlsCert && config.tlsKey
       ? { cert: readFileSync(config.tlsCert, "utf8"), key: readFileSync(config.tlsKey, "utf8") }
-      : ensureLocalTls(path.join(config.dataDir, "tls"));
+      : ensureLocalTls(
+          path.join(config.dataDir, "tls"),
+          certificateNames(config.host, config.tlsSan ?? []),
+        );
   const connections = connectionLimits(raiseFileLimit());
   log.info(
     {
@@ -384,12 +393,13 @@ export async function startService(config: Config): Promise<RunningService> {
   if (resumed > 0) log.info({ versions: resumed }, "resuming interrupted builds");
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
-  const host = config.host === "::" || config.host === "0.0.0.0" ? "localhost" : config.host;
-  const origin = `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const urls = serverUrls(tls ? "https" : "http", config.host, port);
   return {
     app,
-    origin,
+    origin: urls[0]!,
+    urls,
     caFile: tls && "caFile" in tls ? tls.caFile : undefined,
+    caReplaced: tls && "caReplaced" in tls ? tls.caReplaced === true : false,
     newAdminKey,
     sandboxes:
       "unavailable" in sandboxes
@@ -397,14 +407,29 @@ export async function startService(config: Config): Promise<RunningService> {
         : { driver: sandboxes.driverName, isolated: sandboxes.driverName === "bwrap" },
     models: { ...discovery, stored: storedDeployments },
     async close() {
+      // The whole shutdown fits in the sandboxes' stop grace, whatever clients do meanwhile.
+      const deadline = Date.now() + config.sessionStopGraceSeconds * 1000;
       // Running responses are cancelled (and saved) first: their streams end with them.
       await services.responses.close();
       await services.meter.flush();
-      await app.close();
+      // No new requests; log streams end at once (a last status frame). Requests in flight
+      // may finish while the sandboxes stop: an agent that drains on SIGTERM ends its answers.
+      const drained = app.close();
       await services.mcp.close();
       // A running install is killed first (its version stays `creating`), then the sessions.
       await services.codeRuntime.close();
       if (!("unavailable" in sandboxes)) await sandboxes.close();
+      // Past the grace, connections still open are cut.
+      const cut = new AbortController();
+      await Promise.race([
+        drained,
+        sleep(Math.max(0, deadline - Date.now()), undefined, { signal: cut.signal }).catch(
+          () => {},
+        ),
+      ]);
+      cut.abort();
+      app.server.closeAllConnections();
+      await drained;
       await store.close();
     },
   };

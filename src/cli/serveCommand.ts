@@ -11,12 +11,13 @@ export async function serveCommand(
   const endpoint = `${service.origin}/api/projects/default`;
   const lines = [
     `agenthost is listening on ${service.origin}`,
+    ...service.urls.slice(1).map((url) => `                      and ${url}`),
     `  Project endpoint:  ${endpoint}`,
     `  Data directory:    ${config.dataDir} (database: ${databaseFile(config)})`,
   ];
   if (service.caFile) {
     lines.push(
-      `  Local CA:          ${service.caFile}`,
+      `  Local CA:          ${service.caFile}${service.caReplaced ? " (new: its names changed; trust it again where you trusted the old one)" : ""}`,
       `  Trust it (Node):   export NODE_EXTRA_CA_CERTS=${service.caFile}`,
       `  Trust it (Python): export SSL_CERT_FILE=${service.caFile} REQUESTS_CA_BUNDLE=${service.caFile}`,
     );
@@ -33,8 +34,7 @@ export async function serveCommand(
   if (service.newAdminKey) {
     lines.push(`  Admin key (shown once, keep it safe): ${service.newAdminKey}`);
   }
-  print(lines.join("\n"));
-
+  // Listening from before the banner: a signal sent as soon as it is read is handled.
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) process.exit(1); // a second signal: give up waiting
@@ -53,6 +53,7 @@ export async function serveCommand(
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  print(lines.join("\n"));
 }
 
 /** Which models every project offers without set-up, and from where; or how to add one. */

@@ -2,6 +2,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { parseUidRange } from "../sandbox/uidPool.js";
+import { isServerName } from "../tls/serverNames.js";
 
 /**
  * The service's settings: one validated, frozen object. Each has a flag and an environment
@@ -10,13 +11,26 @@ import { parseUidRange } from "../sandbox/uidPool.js";
 const configSchema = z.object({
   /** Where the SQLite file, the local CA and (later) blobs and session homes live. */
   dataDir: z.string().min(1).default("./data"),
-  /** Interface to listen on. "localhost" binds both 127.0.0.1 and ::1. */
+  /** Interface to listen on. "localhost": every address it resolves to (127.0.0.1, ::1). */
   host: z.string().min(1).default("localhost"),
   port: z.coerce.number().int().min(0).max(65535).default(8443),
   /** HTTPS (default) with a generated local CA, or a supplied certificate and key. */
   tls: z.boolean().default(true),
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),
+  /** More names (DNS names or IP addresses) for the local certificate; a list or "a,b". */
+  tlsSan: z
+    .preprocess(
+      (v) =>
+        (Array.isArray(v) ? v : v === undefined ? [] : [v])
+          .flatMap((x) => String(x).split(","))
+          .map((x) => x.trim())
+          .filter((x) => x !== ""),
+      z.array(
+        z.string().refine(isServerName, "each must be a DNS name (no wildcard) or an IP address"),
+      ),
+    )
+    .optional(),
   /** When set, this secret is an admin key (instead of a generated one). */
   adminKey: z.string().min(16, "must be at least 16 characters").optional(),
   /** "strict": requests must carry the Foundry-Features opt-ins the real service requires. */
@@ -186,6 +200,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     ["tls", bool(env.AGENTHOST_TLS)],
     ["tlsCert", env.AGENTHOST_TLS_CERT],
     ["tlsKey", env.AGENTHOST_TLS_KEY],
+    ["tlsSan", env.AGENTHOST_TLS_SAN],
     ["adminKey", env.AGENTHOST_ADMIN_KEY],
     ["foundryFeatures", env.AGENTHOST_FOUNDRY_FEATURES],
     ["maxJsonBytes", env.AGENTHOST_MAX_JSON_BYTES],

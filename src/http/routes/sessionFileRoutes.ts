@@ -24,6 +24,12 @@ export function sessionFileRoutes(
   options: { keepAliveMs: number },
 ) {
   const base = "/agents/:name/endpoint/sessions/:id/files";
+  // Log streams never end on their own: at shutdown each gets a last status frame and ends.
+  const openStreams = new Set<(message: string) => void>();
+  app.addHook("preClose", (done) => {
+    for (const end of openStreams) end("The service is shutting down; this stream ends.");
+    done();
+  });
   const homeOf = (request: FastifyRequest<{ Params: SessionParams }>) =>
     sessions.home(request.caller, projectOf(request), request.params.name, request.params.id);
 
@@ -121,7 +127,7 @@ export function sessionFileRoutes(
         typeof lastEventId === "string" && /^\d+$/.test(lastEventId)
           ? Number(lastEventId)
           : undefined;
-      streamLog(reply, log, after, options.keepAliveMs);
+      streamLog(reply, log, after, options.keepAliveMs, openStreams);
       return reply;
     },
   );
@@ -175,6 +181,7 @@ function streamLog(
   log: SessionLog,
   after: number | undefined,
   keepAliveMs: number,
+  openStreams: Set<(message: string) => void>,
 ) {
   reply.hijack();
   const res = reply.raw;
@@ -218,10 +225,18 @@ function streamLog(
   const finish = () => {
     if (ended) return;
     ended = true;
+    openStreams.delete(endWith);
     clearInterval(keepAlive);
     unsubscribe();
     res.end();
   };
+  /** Sends what is due, then `message` as the last frame, and ends. */
+  const endWith = (message: string) => {
+    pump();
+    if (!ended) res.write(status(message));
+    finish();
+  };
+  openStreams.add(endWith);
   // Lines arriving together are sent together: one write per burst, not per line.
   let scheduled = false;
   const unsubscribe = log.subscribe((line) => {
