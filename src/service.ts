@@ -430,6 +430,7 @@ export async function startService(config: Config): Promise<RunningService> {
       cut.abort();
       app.server.closeAllConnections();
       await drained;
+      await services.meter.flush(); // what the last requests used
       await store.close();
     },
   };
