@@ -68,7 +68,7 @@ export async function openExistingStore(config: Config): Promise<Store> {
   const file = databaseFile(config);
   if (!existsSync(file))
     throw new SetupError(
-      `no agenthost database in ${config.dataDir} (looked for ${file}); give your service's data directory with --data-dir DIR (or AGENTHOST_DATA_DIR): only agenthost serve creates one`,
+      `no agenthost database in ${config.dataDir} (looked for ${file}); give the data directory of your service with --data-dir DIR (or AGENTHOST_DATA_DIR): only agenthost serve creates one`,
       2,
     );
   const store = new SqliteStore(file);

@@ -47,9 +47,13 @@ export class DataDirLock {
         throw new Error(
           `cannot lock ${file}: flock exited with ${result.status ?? result.signal}: ${result.stderr.toString().trim()}`,
         );
-      ftruncateSync(fd, 0);
-      writeSync(fd, `${process.pid}\n`, 0);
       held = true;
+      try {
+        ftruncateSync(fd, 0);
+        writeSync(fd, `${process.pid}\n`, 0);
+      } catch {
+        // The pid only serves messages; a full disk must not stop a start.
+      }
       return new DataDirLock(file, fd);
     } finally {
       if (!held) closeSync(fd);
