@@ -6,7 +6,7 @@ export const serveSpec = {
   usage:
     "agenthost serve [--data-dir DIR] [--host HOST] [--port PORT] [--no-tls | --tls-cert FILE --tls-key FILE] [--foundry-features lenient|strict] [--log-level LEVEL]",
   about:
-    "Runs the service until SIGINT or SIGTERM. Creates the data directory and its database on the first start (and prints an admin key then); one service at a time holds a data directory. Every setting can also come from the environment (AGENTHOST_PORT, ...): see README.md.",
+    "Runs the service until SIGINT or SIGTERM. Creates the data directory and its database on the first start, and prints an admin key once it listens; one service at a time holds a data directory. Every setting can also come from the environment (AGENTHOST_PORT, ...): see README.md.",
   options: {
     host: {
       type: "string",
