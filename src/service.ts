@@ -1,17 +1,19 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import path from "node:path";
 import type { FastifyInstance } from "fastify";
-import type { Config } from "./config/config.js";
+import { createSecureContext } from "node:tls";
+import { dataDirHint, SetupError, type Config } from "./config/config.js";
 import { AgentService } from "./domain/agentService.js";
 import { KeyService } from "./domain/keyService.js";
 import { noLiveSessions, systemClock, type Clock, type Store } from "./domain/ports.js";
 import { connectionLimits } from "./http/connections.js";
 import { buildServer } from "./http/server.js";
 import { raiseFileLimit } from "./lib/fileLimit.js";
+import { DataDirLock } from "./lib/dataDirLock.js";
 import { validateEndpoint } from "./http/routes/agentRoutes.js";
 import { SqliteStore } from "./storage/sqlite/sqliteStore.js";
 import { ensureLocalTls } from "./tls/localCa.js";
@@ -47,7 +49,7 @@ import { SecretBox } from "./gateway/secretBox.js";
 
 export const databaseFile = (config: Config) => path.join(config.dataDir, "agenthost.db");
 
-/** Opens (and migrates) the store in the data directory. */
+/** Opens (and migrates) the store in the data directory, creating both if need be. */
 export async function openStore(config: Config): Promise<Store> {
   // Traversable (not listable) by the sandbox uid, which must reach its own home below.
   mkdirSync(config.dataDir, { recursive: true, mode: 0o711 });
@@ -58,6 +60,112 @@ export async function openStore(config: Config): Promise<Store> {
     if (existsSync(databaseFile(config) + suffix)) chmodSync(databaseFile(config) + suffix, 0o600);
   }
   return store;
+}
+
+/**
+ * Opens the store of a data directory `agenthost serve` made, for the offline commands; a
+ * directory without one is refused (only `serve` creates a data directory).
+ */
+export async function openExistingStore(config: Config): Promise<Store> {
+  const file = databaseFile(config);
+  if (!existsSync(file))
+    throw new SetupError(
+      `no agenthost database in ${config.dataDir} (looked for ${file}); give the data directory of your service with --data-dir DIR (or AGENTHOST_DATA_DIR): only agenthost serve creates one`,
+      2,
+    );
+  const store = new SqliteStore(file);
+  await store.migrate();
+  return store;
+}
+
+/** Why a file system call failed, in words. */
+const errnoText = (err: unknown) => {
+  const code = (err as NodeJS.ErrnoException).code ?? "";
+  const words: Record<string, string> = {
+    EROFS: "read-only file system",
+    EACCES: "permission denied",
+    EPERM: "operation not permitted",
+    ENOENT: "no such file or directory",
+    ENOTDIR: "a part of the path is not a directory",
+    EISDIR: "is a directory",
+    ENOSPC: "no space left on the device",
+  };
+  return words[code] ?? (err as Error).message;
+};
+
+/**
+ * Creates the data directory if need be and takes its lock, before anything in it is read
+ * or changed: a second service on the same directory stops here, having touched nothing.
+ */
+function holdDataDir(config: Config): DataDirLock {
+  const dir = config.dataDir;
+  // One level at a time, so that a failure names its true cause (a read-only parent, a file).
+  const missing: string[] = [];
+  for (let d = dir; ; d = path.dirname(d)) {
+    let stat;
+    try {
+      stat = statSync(d, { throwIfNoEntry: false });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOTDIR") throw err;
+    }
+    if (stat?.isDirectory()) break;
+    if (stat)
+      throw new SetupError(
+        `${d === dir ? "the data directory" : "a part of the data directory"} ${d} is not a directory; ${dataDirHint}`,
+        2,
+      );
+    missing.unshift(d);
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d, { mode: 0o711 });
+    } catch (err) {
+      throw new SetupError(
+        `cannot create the data directory ${dir}: ${errnoText(err)}; make ${path.dirname(d)} writable or ${dataDirHint}`,
+        1,
+      );
+    }
+  }
+  let lock: ReturnType<typeof DataDirLock.acquire>;
+  try {
+    lock = DataDirLock.acquire(dir);
+  } catch (err) {
+    if (!(err as NodeJS.ErrnoException).code) throw err;
+    throw new SetupError(
+      `cannot write in the data directory ${dir}: ${errnoText(err)}; make it writable or ${dataDirHint}`,
+      1,
+    );
+  }
+  if ("heldBy" in lock)
+    throw new SetupError(
+      `the data directory ${dir} is in use by another agenthost service (${lock.heldBy ? `pid ${lock.heldBy}` : "pid unknown"}); stop it first, or ${dataDirHint}`,
+      2,
+    );
+  return lock;
+}
+
+/** The certificate and key given by --tls-cert/--tls-key, read and checked as a pair. */
+function suppliedTls(certFile: string, keyFile: string) {
+  const read = (file: string, flag: string) => {
+    try {
+      return readFileSync(file, "utf8");
+    } catch (err) {
+      throw new SetupError(
+        `cannot read the TLS ${flag === "--tls-cert" ? "certificate" : "key"} ${file}: ${errnoText(err)}; give a PEM file with ${flag} FILE (or ${flag === "--tls-cert" ? "AGENTHOST_TLS_CERT" : "AGENTHOST_TLS_KEY"}), or leave both out for a local CA`,
+        2,
+      );
+    }
+  };
+  const pair = { cert: read(certFile, "--tls-cert"), key: read(keyFile, "--tls-key") };
+  try {
+    createSecureContext(pair);
+  } catch (err) {
+    throw new SetupError(
+      `the TLS certificate ${certFile} and key ${keyFile} cannot be used: ${(err as Error).message}; give a PEM certificate and its private key`,
+      2,
+    );
+  }
+  return pair;
 }
 
 /**
@@ -318,6 +426,25 @@ export interface RunningService {
 }
 
 export async function startService(config: Config): Promise<RunningService> {
+  // Checked before the data directory is touched: a bad path fails with nothing changed.
+  const supplied =
+    config.tls && config.tlsCert && config.tlsKey
+      ? suppliedTls(config.tlsCert, config.tlsKey)
+      : undefined;
+  const lock = holdDataDir(config);
+  try {
+    return await startHolding(config, lock, supplied);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startHolding(
+  config: Config,
+  lock: DataDirLock,
+  supplied: { cert: string; key: string } | undefined,
+): Promise<RunningService> {
   const store = await openStore(config);
   const log = pino({ level: config.logLevel });
   const blobs = new LocalBlobStore(path.join(config.dataDir, "blobs"));
@@ -355,17 +482,15 @@ export async function startService(config: Config): Promise<RunningService> {
   let storedDeployments = 0;
   for (const project of await store.projects.list())
     storedDeployments += (await store.deployments.list(project)).length;
-  const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
   const stranded = await services.responses.recover();
   if (stranded > 0) log.warn({ responses: stranded }, "responses running at the last stop failed");
-  const tls = !config.tls
+  const tls: { cert: string; key: string; caFile?: string } | undefined = !config.tls
     ? undefined
-    : config.tlsCert && config.tlsKey
-      ? { cert: readFileSync(config.tlsCert, "utf8"), key: readFileSync(config.tlsKey, "utf8") }
-      : ensureLocalTls(
-          path.join(config.dataDir, "tls"),
-          certificateNames(config.host, config.tlsSan ?? []),
-        );
+    : (supplied ??
+      ensureLocalTls(
+        path.join(config.dataDir, "tls"),
+        certificateNames(config.host, config.tlsSan ?? []),
+      ));
   const connections = connectionLimits(raiseFileLimit());
   log.info(
     {
@@ -385,9 +510,14 @@ export async function startService(config: Config): Promise<RunningService> {
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
+    await services.codeRuntime.close();
+    if (!("unavailable" in sandboxes)) await sandboxes.close();
     await store.close();
     throw err;
   }
+  // Generated only once the service listens, so the start that makes it is the one that
+  // prints it: a start that fails (a port in use) leaves it for the next one.
+  const newAdminKey = await services.keys.ensureAdmin(config.adminKey);
   relay.relay.serve((req, res) => app.routing(req, res));
   const resumed = await services.codeRuntime.resumeInterrupted();
   if (resumed > 0) log.info({ versions: resumed }, "resuming interrupted builds");
@@ -398,7 +528,7 @@ export async function startService(config: Config): Promise<RunningService> {
     app,
     origin: urls[0]!,
     urls,
-    caFile: tls && "caFile" in tls ? tls.caFile : undefined,
+    caFile: tls?.caFile,
     caReplaced: tls && "caReplaced" in tls ? tls.caReplaced === true : false,
     newAdminKey,
     sandboxes:
@@ -432,6 +562,7 @@ export async function startService(config: Config): Promise<RunningService> {
       await drained;
       await services.meter.flush(); // what the last requests used
       await store.close();
+      lock.release();
     },
   };
 }

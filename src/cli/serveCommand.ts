@@ -1,5 +1,36 @@
 import { parseConfig, type ConfigInput } from "../config/config.js";
 import { databaseFile, startService, type RunningService } from "../service.js";
+import { commonOptions, type Options } from "./args.js";
+
+export const serveSpec = {
+  usage:
+    "agenthost serve [--data-dir DIR] [--host HOST] [--port PORT] [--no-tls | --tls-cert FILE --tls-key FILE | --tls-san NAME ...] [--foundry-features lenient|strict] [--log-level LEVEL]",
+  about:
+    "Runs the service until SIGINT or SIGTERM. Creates the data directory and its database on the first start, and prints an admin key once it listens; one service at a time holds a data directory. Every setting can also come from the environment (AGENTHOST_PORT, ...): see README.md.",
+  options: {
+    host: {
+      type: "string",
+      arg: "HOST",
+      help: "interface to listen on (default localhost: 127.0.0.1 and ::1)",
+    },
+    port: { type: "string", arg: "PORT", help: "port to listen on (default 8443; 0: any free)" },
+    "no-tls": { type: "boolean", help: "plain http (the official clients then refuse keys)" },
+    "tls-cert": { type: "string", arg: "FILE", help: "PEM certificate (default: a local CA's)" },
+    "tls-key": { type: "string", arg: "FILE", help: "PEM private key of --tls-cert" },
+    "tls-san": {
+      type: "string",
+      arg: "NAME",
+      multiple: true,
+      help: "one more DNS name or address for the local certificate (repeatable, or a,b)",
+    },
+    "foundry-features": {
+      type: "string",
+      arg: "MODE",
+      help: "lenient (default) or strict: require the Foundry-Features opt-ins",
+    },
+    ...commonOptions,
+  },
+} satisfies { usage: string; about: string; options: Options };
 
 /** `agenthost serve`: runs the service until SIGINT/SIGTERM, then shuts down gracefully. */
 export async function serveCommand(

@@ -174,13 +174,38 @@ const configSchema = z.object({
 export type Config = Readonly<z.infer<typeof configSchema>>;
 export type ConfigInput = z.input<typeof configSchema>;
 
-export class ConfigError extends Error {}
+/**
+ * A failure the person starting agenthost can act on: shown as one line, no stack. The exit
+ * status is 2 for usage (a flag, a setting, a path given), 1 for what the machine refuses.
+ */
+export class SetupError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 2,
+  ) {
+    super(message);
+  }
+}
+
+/** A bad setting (exit status 2). */
+export class ConfigError extends SetupError {
+  constructor(message: string) {
+    super(message, 2);
+  }
+}
+
+/** Where the data directory setting comes from, for messages that tell how to choose it. */
+export const dataDirHint = "choose another with --data-dir DIR (or AGENTHOST_DATA_DIR)";
 
 export function parseConfig(input: ConfigInput): Config {
   const result = configSchema.safeParse(input);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    throw new ConfigError(`Invalid setting ${issue.path.join(".")}: ${issue.message}`);
+    const key = String(issue.path[0]) as keyof ConfigInput;
+    const flag = flagNames[key as keyof typeof flagNames];
+    throw new ConfigError(
+      `Invalid setting ${key} (${flag ? `${flag} or ` : ""}${envNames[key]}): ${issue.message}`,
+    );
   }
   const config = result.data;
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
@@ -189,62 +214,83 @@ export function parseConfig(input: ConfigInput): Config {
   return Object.freeze({ ...config, dataDir: path.resolve(config.dataDir) });
 }
 
+/** The settings `agenthost serve` also takes as flags (flags win over the environment). */
+export const flagNames = {
+  dataDir: "--data-dir",
+  host: "--host",
+  port: "--port",
+  tls: "--no-tls",
+  tlsCert: "--tls-cert",
+  tlsKey: "--tls-key",
+  tlsSan: "--tls-san",
+  foundryFeatures: "--foundry-features",
+  logLevel: "--log-level",
+} as const satisfies { [K in keyof ConfigInput]?: string };
+
+/** The environment variable of each setting. */
+const envNames: { [K in keyof ConfigInput]-?: string } = {
+  dataDir: "AGENTHOST_DATA_DIR",
+  host: "AGENTHOST_HOST",
+  port: "AGENTHOST_PORT",
+  tls: "AGENTHOST_TLS",
+  tlsCert: "AGENTHOST_TLS_CERT",
+  tlsKey: "AGENTHOST_TLS_KEY",
+  tlsSan: "AGENTHOST_TLS_SAN",
+  adminKey: "AGENTHOST_ADMIN_KEY",
+  foundryFeatures: "AGENTHOST_FOUNDRY_FEATURES",
+  maxJsonBytes: "AGENTHOST_MAX_JSON_BYTES",
+  maxZipBytes: "AGENTHOST_MAX_ZIP_BYTES",
+  maxUnpackedBytes: "AGENTHOST_MAX_UNPACKED_BYTES",
+  maxProjectCodeBytes: "AGENTHOST_MAX_PROJECT_CODE_BYTES",
+  runtimePolicy: "AGENTHOST_RUNTIME_POLICY",
+  buildTimeoutSeconds: "AGENTHOST_BUILD_TIMEOUT_SECONDS",
+  buildMemoryBytes: "AGENTHOST_BUILD_MEMORY_BYTES",
+  buildCpu: "AGENTHOST_BUILD_CPU",
+  buildPidsLimit: "AGENTHOST_BUILD_PIDS_LIMIT",
+  buildDiskBytes: "AGENTHOST_BUILD_DISK_BYTES",
+  buildNetwork: "AGENTHOST_BUILD_NETWORK",
+  buildCaFile: "AGENTHOST_BUILD_CA_FILE",
+  sandboxDriver: "AGENTHOST_SANDBOX_DRIVER",
+  sandboxUid: "AGENTHOST_SANDBOX_UID",
+  sandboxUidRange: "AGENTHOST_SANDBOX_UID_RANGE",
+  sandboxNetwork: "AGENTHOST_SANDBOX_NETWORK",
+  warmPoolSize: "AGENTHOST_WARM_POOL_SIZE",
+  sessionStartTimeoutSeconds: "AGENTHOST_SESSION_START_TIMEOUT_SECONDS",
+  sessionStopGraceSeconds: "AGENTHOST_SESSION_STOP_GRACE_SECONDS",
+  sessionMaxIdleSeconds: "AGENTHOST_SESSION_MAX_IDLE_SECONDS",
+  sessionTtlSeconds: "AGENTHOST_SESSION_TTL_SECONDS",
+  sessionPidsLimit: "AGENTHOST_SESSION_PIDS_LIMIT",
+  maxSessionsPerIdentity: "AGENTHOST_MAX_SESSIONS_PER_IDENTITY",
+  maxSessionsPerAgent: "AGENTHOST_MAX_SESSIONS_PER_AGENT",
+  maxVersionCpu: "AGENTHOST_MAX_VERSION_CPU",
+  maxVersionMemoryBytes: "AGENTHOST_MAX_VERSION_MEMORY_BYTES",
+  sessionLogMaxBytes: "AGENTHOST_SESSION_LOG_MAX_BYTES",
+  sessionLogMemoryBytes: "AGENTHOST_SESSION_LOG_MEMORY_BYTES",
+  logMemoryBytes: "AGENTHOST_LOG_MEMORY_BYTES",
+  sessionLogRateBytes: "AGENTHOST_SESSION_LOG_RATE_BYTES",
+  sessionDiskQuotaBytes: "AGENTHOST_SESSION_DISK_QUOTA_BYTES",
+  sessionInodeQuota: "AGENTHOST_SESSION_INODE_QUOTA",
+  budgetTokens: "AGENTHOST_BUDGET_TOKENS",
+  budgetWallClockSeconds: "AGENTHOST_BUDGET_WALL_CLOCK_SECONDS",
+  mcpTimeoutSeconds: "AGENTHOST_MCP_TIMEOUT_SECONDS",
+  mcpAllowPrivateNetworks: "AGENTHOST_MCP_ALLOW_PRIVATE_NETWORKS",
+  logKeepAliveSeconds: "AGENTHOST_LOG_KEEPALIVE_SECONDS",
+  upstreamTimeoutSeconds: "AGENTHOST_UPSTREAM_TIMEOUT_SECONDS",
+  upstreamRetries: "AGENTHOST_UPSTREAM_RETRIES",
+  modelDiscovery: "AGENTHOST_MODEL_DISCOVERY",
+  ollamaUrl: "AGENTHOST_OLLAMA_URL",
+  logLevel: "AGENTHOST_LOG_LEVEL",
+};
+
+const booleans = new Set<keyof ConfigInput>(["tls", "modelDiscovery", "mcpAllowPrivateNetworks"]);
+
 /** Settings from the environment (AGENTHOST_*); unset variables are left out. */
 export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
-  const bool = (v: string | undefined) =>
-    v === undefined ? undefined : !/^(0|false|off|no)$/i.test(v);
-  const entries: [keyof ConfigInput, unknown][] = [
-    ["dataDir", env.AGENTHOST_DATA_DIR],
-    ["host", env.AGENTHOST_HOST],
-    ["port", env.AGENTHOST_PORT],
-    ["tls", bool(env.AGENTHOST_TLS)],
-    ["tlsCert", env.AGENTHOST_TLS_CERT],
-    ["tlsKey", env.AGENTHOST_TLS_KEY],
-    ["tlsSan", env.AGENTHOST_TLS_SAN],
-    ["adminKey", env.AGENTHOST_ADMIN_KEY],
-    ["foundryFeatures", env.AGENTHOST_FOUNDRY_FEATURES],
-    ["maxJsonBytes", env.AGENTHOST_MAX_JSON_BYTES],
-    ["maxZipBytes", env.AGENTHOST_MAX_ZIP_BYTES],
-    ["maxUnpackedBytes", env.AGENTHOST_MAX_UNPACKED_BYTES],
-    ["maxProjectCodeBytes", env.AGENTHOST_MAX_PROJECT_CODE_BYTES],
-    ["runtimePolicy", env.AGENTHOST_RUNTIME_POLICY],
-    ["buildTimeoutSeconds", env.AGENTHOST_BUILD_TIMEOUT_SECONDS],
-    ["buildMemoryBytes", env.AGENTHOST_BUILD_MEMORY_BYTES],
-    ["buildCpu", env.AGENTHOST_BUILD_CPU],
-    ["buildPidsLimit", env.AGENTHOST_BUILD_PIDS_LIMIT],
-    ["buildDiskBytes", env.AGENTHOST_BUILD_DISK_BYTES],
-    ["buildNetwork", env.AGENTHOST_BUILD_NETWORK],
-    ["buildCaFile", env.AGENTHOST_BUILD_CA_FILE],
-    ["sandboxDriver", env.AGENTHOST_SANDBOX_DRIVER],
-    ["sandboxUid", env.AGENTHOST_SANDBOX_UID],
-    ["sandboxUidRange", env.AGENTHOST_SANDBOX_UID_RANGE],
-    ["sandboxNetwork", env.AGENTHOST_SANDBOX_NETWORK],
-    ["warmPoolSize", env.AGENTHOST_WARM_POOL_SIZE],
-    ["sessionStartTimeoutSeconds", env.AGENTHOST_SESSION_START_TIMEOUT_SECONDS],
-    ["sessionStopGraceSeconds", env.AGENTHOST_SESSION_STOP_GRACE_SECONDS],
-    ["sessionMaxIdleSeconds", env.AGENTHOST_SESSION_MAX_IDLE_SECONDS],
-    ["sessionTtlSeconds", env.AGENTHOST_SESSION_TTL_SECONDS],
-    ["sessionPidsLimit", env.AGENTHOST_SESSION_PIDS_LIMIT],
-    ["maxSessionsPerIdentity", env.AGENTHOST_MAX_SESSIONS_PER_IDENTITY],
-    ["maxSessionsPerAgent", env.AGENTHOST_MAX_SESSIONS_PER_AGENT],
-    ["maxVersionCpu", env.AGENTHOST_MAX_VERSION_CPU],
-    ["maxVersionMemoryBytes", env.AGENTHOST_MAX_VERSION_MEMORY_BYTES],
-    ["sessionLogMaxBytes", env.AGENTHOST_SESSION_LOG_MAX_BYTES],
-    ["sessionLogMemoryBytes", env.AGENTHOST_SESSION_LOG_MEMORY_BYTES],
-    ["logMemoryBytes", env.AGENTHOST_LOG_MEMORY_BYTES],
-    ["sessionLogRateBytes", env.AGENTHOST_SESSION_LOG_RATE_BYTES],
-    ["sessionDiskQuotaBytes", env.AGENTHOST_SESSION_DISK_QUOTA_BYTES],
-    ["sessionInodeQuota", env.AGENTHOST_SESSION_INODE_QUOTA],
-    ["budgetTokens", env.AGENTHOST_BUDGET_TOKENS],
-    ["budgetWallClockSeconds", env.AGENTHOST_BUDGET_WALL_CLOCK_SECONDS],
-    ["mcpTimeoutSeconds", env.AGENTHOST_MCP_TIMEOUT_SECONDS],
-    ["mcpAllowPrivateNetworks", bool(env.AGENTHOST_MCP_ALLOW_PRIVATE_NETWORKS)],
-    ["logKeepAliveSeconds", env.AGENTHOST_LOG_KEEPALIVE_SECONDS],
-    ["upstreamTimeoutSeconds", env.AGENTHOST_UPSTREAM_TIMEOUT_SECONDS],
-    ["upstreamRetries", env.AGENTHOST_UPSTREAM_RETRIES],
-    ["modelDiscovery", bool(env.AGENTHOST_MODEL_DISCOVERY)],
-    ["ollamaUrl", env.AGENTHOST_OLLAMA_URL],
-    ["logLevel", env.AGENTHOST_LOG_LEVEL],
-  ];
-  return Object.fromEntries(entries.filter(([, v]) => v !== undefined && v !== "")) as ConfigInput;
+  const bool = (v: string) => !/^(0|false|off|no)$/i.test(v);
+  const entries = Object.entries(envNames).flatMap(([key, name]) => {
+    const v = env[name];
+    if (v === undefined || v === "") return [];
+    return [[key, booleans.has(key as keyof ConfigInput) ? bool(v) : v]];
+  });
+  return Object.fromEntries(entries) as ConfigInput;
 }

@@ -62,7 +62,8 @@ it("`keys create` prints a key that works through the official client, trusted v
   assert.equal(result.stdout.trim(), "from-cli-key:1");
 
   const listed = await cli(["keys", "list"], { AGENTHOST_DATA_DIR: server.dataDir });
-  assert.match(listed.stdout, /\tdefault\te2e/);
+  assert.match(listed.stdout, /^ID\tPROJECT\tNAME\tROLE\n/);
+  assert.match(listed.stdout, /\nkey_\S+\tdefault\te2e\tproject\n/);
 });
 
 it("a revoked key is refused", async () => {

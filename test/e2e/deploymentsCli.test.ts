@@ -14,6 +14,7 @@ import { startStandInModel, type StandInModel } from "../helpers/standInModel.js
  */
 
 const secret = "sk-cli-PLAINTEXT-4c1d9e";
+const header = "NAME\tMODEL\tBASE URL\tKEY\tSOURCE\n";
 
 let server: TestServer;
 let model: StandInModel;
@@ -60,7 +61,10 @@ it("add (key from stdin), list, use through the running service, remove", async 
 
   const listed = await cli(["list"]);
   assert.equal(listed.code, 0, listed.stderr);
-  assert.equal(listed.stdout, `cli-chat\tstand-in-model\t${model.baseUrl}\tkey set\tstored\n`);
+  assert.equal(
+    listed.stdout,
+    `${header}cli-chat\tstand-in-model\t${model.baseUrl}\tkey set\tstored\n`,
+  );
   assert.ok(!listed.stdout.includes(secret));
 
   const key = await httpsJson(server, "POST", `${server.origin}/admin/keys`, {
@@ -78,7 +82,7 @@ it("add (key from stdin), list, use through the running service, remove", async 
 
   const removed = await cli(["remove", "cli-chat"]);
   assert.equal(removed.code, 0, removed.stderr);
-  assert.equal((await cli(["list"])).stdout, "");
+  assert.equal((await cli(["list"])).stdout, header);
   const gone = await openai.chat.completions
     .create({ model: "cli-chat", messages: [{ role: "user", content: "x" }] })
     .then(
@@ -88,12 +92,28 @@ it("add (key from stdin), list, use through the running service, remove", async 
   assert.equal(gone.status, 404);
 });
 
-it("--project creates the project; --api-key-env stores the variable's name", async () => {
+it("--create-project creates the project; --api-key-env stores the variable's name", async () => {
+  const refused = await cli([
+    "add",
+    "env-chat",
+    "--project",
+    "team-a",
+    "--model",
+    "m",
+    "--base-url",
+    "https://api.openai.com/v1",
+  ]);
+  assert.equal(refused.code, 2);
+  assert.equal(
+    refused.stderr,
+    "agenthost: project team-a was not found (projects: default); give --create-project to create it\n",
+  );
   const added = await cli([
     "add",
     "env-chat",
     "--project",
     "team-a",
+    "--create-project",
     "--model",
     "m",
     "--base-url",
@@ -104,9 +124,9 @@ it("--project creates the project; --api-key-env stores the variable's name", as
   assert.equal(added.code, 0, added.stderr);
   assert.equal(
     (await cli(["list", "--project", "team-a"])).stdout,
-    "env-chat\tm\thttps://api.openai.com/v1\tkey from $OPENAI_API_KEY\tstored\n",
+    `${header}env-chat\tm\thttps://api.openai.com/v1\tkey from $OPENAI_API_KEY\tstored\n`,
   );
-  assert.equal((await cli(["list"])).stdout, "", "other projects do not see it");
+  assert.equal((await cli(["list"])).stdout, header, "other projects do not see it");
 });
 
 it("bad input fails with exit code 2 and a message naming what is wrong", async () => {
@@ -121,5 +141,8 @@ it("bad input fails with exit code 2 and a message naming what is wrong", async 
   assert.match(missing.stderr, /Deployment 'never-added' was not found/);
   const unknown = await cli(["frobnicate"]);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /Usage: agenthost deployments add/);
+  assert.match(
+    unknown.stderr,
+    /unknown command deployments frobnicate; the commands are agenthost deployments add\|list\|remove/,
+  );
 });
