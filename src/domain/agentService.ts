@@ -201,13 +201,16 @@ export class AgentService {
   ): Promise<void> {
     const found = await this.getVersion(project, name, version);
     await this.respectSessions(project, name, found.version, force);
-    const outcome = await this.agents.deleteVersion(project, name, found.version);
+    // With force, as with sessions: the version leaves the traffic rules (the rest rescaled).
+    const outcome = await this.agents.deleteVersion(project, name, found.version, {
+      leaveRules: force,
+    });
     if (outcome === "missing")
       throw notFound(`Version '${version}' of agent '${name}'`, "agent_version");
     if (outcome === "in_use") {
       throw new AppError(
         "version_in_use",
-        `Version '${version}' is named by the traffic rules of agent '${name}'; change agent_endpoint first.`,
+        `Version '${version}' is named by the traffic rules of agent '${name}'; change agent_endpoint first, or repeat with force=true to take it out of them.`,
         "agent_version",
       );
     }

@@ -66,14 +66,16 @@ export interface AgentRepository {
   ): Promise<Page<Version> | undefined>;
 
   /**
-   * Deletes one version. Refuses (`in_use`) when the agent's traffic rules name it and
-   * (`last_published`) when only drafts would remain. Deleting the last version deletes
-   * the agent (`agent_deleted`).
+   * Deletes one version. Refuses (`in_use`) when the agent's traffic rules name it, unless
+   * `leaveRules`: then, in the same transaction, the version leaves the rules (see
+   * `withoutVersion`). Refuses (`last_published`) when only drafts would remain, the rules
+   * untouched. Deleting the last version deletes the agent (`agent_deleted`).
    */
   deleteVersion(
     project: string,
     name: string,
     version: number,
+    options?: { leaveRules?: boolean },
   ): Promise<"deleted" | "agent_deleted" | "missing" | "in_use" | "last_published">;
 
   /** Records a provisioning outcome; undefined when the version is gone. */
