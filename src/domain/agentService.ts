@@ -12,7 +12,7 @@ import type {
   PageRequest,
   Version,
 } from "./model.js";
-import type { AgentRepository, Clock, HostedCode, LiveSessions } from "./ports.js";
+import type { AgentRepository, Clock, FollowedLog, HostedCode, LiveSessions } from "./ports.js";
 import { trafficRules } from "./trafficRules.js";
 
 /** A version as the caller describes it, already validated against the contract. */
@@ -183,6 +183,18 @@ export class AgentService {
     if (found) return found;
     await this.get(project, name);
     throw notFound(`Version '${version}' of agent '${name}'`, "agent_version");
+  }
+
+  /** A code-based version's build log, followed while it builds and read after. */
+  async buildLog(project: string, name: string, version: string): Promise<FollowedLog> {
+    const found = await this.getVersion(project, name, version);
+    if (!found.contentHash)
+      throw new AppError(
+        "not_found",
+        `Version '${version}' of agent '${name}' has no build: it is not code-based.`,
+        "agent_version",
+      );
+    return this.code.followBuild(found);
   }
 
   async listVersions(
