@@ -1,13 +1,24 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream, type WriteStream } from "node:fs";
-import { chmod, chown, copyFile, lstat, mkdir, rmdir, unlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  copyFile,
+  lstat,
+  mkdir,
+  readdir,
+  rmdir,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Version } from "../domain/model.js";
-import type { AgentRepository, BlobStore, HostedCode } from "../domain/ports.js";
+import type { AgentRepository, BlobStore, FollowedLog, HostedCode } from "../domain/ports.js";
+import type { SessionLog } from "../sessions/sessionLog.js";
 import type { Limits } from "../sandbox/cgroups.js";
 import type { SandboxDriver } from "../sandbox/driver.js";
+import { BuildLogs, endOfBuild, maxInstallOutputBytes, withLastLines } from "./buildLog.js";
 import { handOver, seal, treeUsage } from "./buildTree.js";
 import {
   configFiles,
@@ -60,8 +71,6 @@ export interface CodeRuntimeOptions {
   interpreters?: Interpreter[];
 }
 
-/** A build log stops growing here (a counted note says what was dropped). */
-const maxBuildLogBytes = 8 * 1024 * 1024;
 /** How often a running install's build directory is measured. */
 const diskPollMs = 1000;
 
@@ -89,6 +98,7 @@ export class CodeRuntime implements HostedCode {
   private registrySettings: Promise<RegistrySettings> | undefined;
   /** Bytes each stored zip unpacks to (its central directory read once). */
   private readonly unpackedSizes = new Map<string, number>();
+  private readonly logs: BuildLogs;
 
   constructor(
     private readonly agents: AgentRepository,
@@ -96,6 +106,7 @@ export class CodeRuntime implements HostedCode {
     options: CodeRuntimeOptions,
   ) {
     this.interpreters = options.interpreters;
+    this.logs = new BuildLogs((err) => options.log.warn({ err }, "build log not written"));
     this.options = {
       buildLimits: { cpu: 1, memoryBytes: 1024 ** 3, pids: 256 },
       buildDiskBytes: 2 * 1024 ** 3,
@@ -121,8 +132,11 @@ export class CodeRuntime implements HostedCode {
 
   provision(version: Version): void {
     if (this.shutdown.signal.aborted) return;
+    // Followed from the moment it is queued: a stream opened now waits for its first line.
+    const log = this.logs.start(keyOf(version), this.buildLogOf(version));
+    if (!log.empty) log.status("building again: the earlier build was interrupted by a restart");
     this.queue = this.queue
-      .then(() => this.build(version))
+      .then(() => this.build(version, log))
       .catch((err: unknown) => {
         this.options.log.error(
           { err, agent: version.agentName, version: version.version },
@@ -150,11 +164,15 @@ export class CodeRuntime implements HostedCode {
   async close(): Promise<void> {
     this.shutdown.abort();
     await this.queue;
+    this.logs.close(
+      "build interrupted: the service is stopping; it builds again at the next start",
+    );
   }
 
   async discard(versions: Version[]): Promise<void> {
     await this.queue; // never delete under a running build
     for (const v of versions) {
+      this.logs.discard(keyOf(v));
       await removeTree(this.dirOf(v));
       // The agent's directory goes with its last build.
       await rmdir(path.dirname(this.dirOf(v))).catch(() => {});
@@ -244,39 +262,56 @@ export class CodeRuntime implements HostedCode {
     return path.join(this.dirOf(v), "build.log");
   }
 
-  private async build(version: Version): Promise<void> {
+  async followBuild(version: Version): Promise<FollowedLog> {
+    const key = keyOf(version);
+    // Not being built: the build has ended (its status is recorded before its log lets go).
+    const current = this.logs.isLive(key)
+      ? version
+      : await this.agents.getVersion(version.project, version.agentName, version.version);
+    return this.logs.follow(key, this.buildLogOf(version), () => {
+      if (!current) return "the version was deleted";
+      // `creating` and not building: the service is stopping, or has not resumed it yet.
+      return current.status === "creating"
+        ? undefined
+        : endOfBuild(current.status, current.statusReason);
+    });
+  }
+
+  private async build(version: Version, log: SessionLog): Promise<void> {
+    const key = keyOf(version);
     const dir = this.dirOf(version);
     const appDir = path.join(dir, "app");
-    try {
-      await removeTree(dir);
-      // Traversable, not listable: the sandbox uid reaches `app/`, other users see nothing.
-      await mkdir(dir, { recursive: true, mode: 0o711 });
-    } catch (err) {
-      // Never left `creating`: what an earlier build left that cannot go fails this one.
-      const message = `The build directory could not be prepared: ${(err as Error).message}`;
-      this.options.log.error({ err, agent: version.agentName, version: version.version }, message);
-      await this.agents.setVersionStatus(
-        version.project,
-        version.agentName,
-        version.version,
-        "failed",
-        { code: "build_failed", message },
-      );
-      return;
-    }
-    const log = createWriteStream(path.join(dir, "build.log"), { mode: 0o600 });
-    log.on("error", () => {}); // e.g. a full disk: the build fails below, never the service
-    const say = (line: string) => log.write(`[${new Date().toISOString()}] ${line}\n`);
-    const finish = async (ok: boolean, code: string, message: string) => {
-      say(message);
-      await new Promise((resolve) => (log.destroyed ? resolve(0) : log.end(resolve)));
+    const say = (line: string) => log.status(line);
+    const record = async (ok: boolean, code: string, message: string) => {
+      // On disk before the status says it ended: a reader from then on reads the file.
+      await log.settled();
       await this.agents.setVersionStatus(
         version.project,
         version.agentName,
         version.version,
         ok ? "active" : "failed",
-        ok ? null : { code, message },
+        ok ? null : { code, message: withLastLines(message, log) },
       );
+      this.logs.finish(key, endOfBuild(ok ? "active" : "failed", ok ? null : { code }));
+    };
+    try {
+      // What an earlier build left goes, its log excepted (it is this build's log).
+      await mkdir(dir, { recursive: true, mode: 0o711 });
+      for (const entry of await readdir(dir))
+        if (entry !== "build.log") await removeTree(path.join(dir, entry));
+      // Traversable, not listable: the sandbox uid reaches `app/`, other users see nothing.
+      await chmod(dir, 0o711);
+    } catch (err) {
+      // Never left `creating`: what an earlier build left that cannot go fails this one.
+      const message = `The build directory could not be prepared: ${(err as Error).message}`;
+      this.options.log.error({ err, agent: version.agentName, version: version.version }, message);
+      say(message);
+      await record(false, "build_failed", message);
+      return;
+    }
+    const finish = async (ok: boolean, code: string, message: string) => {
+      say(message);
+      await record(ok, code, message);
       this.options.log.info(
         { agent: version.agentName, version: version.version, ok, code },
         "build finished",
@@ -313,7 +348,10 @@ export class CodeRuntime implements HostedCode {
       if (step) {
         const failure = await this.install(step, dir, appDir, log, say);
         // Interrupted by shutdown: leave the version `creating` for the next start.
-        if (failure === "shutdown") return void log.end();
+        if (failure === "shutdown") {
+          say("install stopped: the service is stopping");
+          return await log.settled();
+        }
         if (failure) return await finish(false, failure.code, failure.message);
       } else {
         await seal(appDir, this.options.sandboxUid);
@@ -335,7 +373,7 @@ export class CodeRuntime implements HostedCode {
     step: InstallStep,
     dir: string,
     appDir: string,
-    log: WriteStream,
+    log: SessionLog,
     say: (line: string) => void,
   ): Promise<{ code: string; message: string } | "shutdown" | undefined> {
     const { sandbox } = this;
@@ -365,7 +403,7 @@ export class CodeRuntime implements HostedCode {
       `installing dependencies from ${step.manifest} (sandbox ${sandbox.name}, network ${step.network})`,
     );
     const argv = step.argv({ app: ".", home: "", config: "" });
-    log.write(`$ ${argv.join(" ")}\n`);
+    say(`$ ${argv.join(" ")}`);
     let logged = 0;
     let dropped = 0;
     const tooBig = new AbortController();
@@ -402,16 +440,19 @@ export class CodeRuntime implements HostedCode {
         network: step.network,
         timeoutMs: this.options.buildTimeoutMs,
         signal: AbortSignal.any([this.shutdown.signal, tooBig.signal]),
+        // stdout and stderr come as one stream; the log's read rate is not waited for (the
+        // install's pipes are read at once), the bytes past the cap are only counted.
         onOutput: (chunk) => {
-          if (logged + chunk.length > maxBuildLogBytes) dropped += chunk.length;
+          if (logged + chunk.length > maxInstallOutputBytes) dropped += chunk.length;
           else {
             logged += chunk.length;
-            log.write(chunk);
+            void log.write("stdout", chunk);
           }
         },
       })
       .finally(() => done.abort());
     await watch;
+    log.flush();
     if (dropped > 0) say(`${dropped} bytes of install output dropped (the build log is full)`);
     if (this.shutdown.signal.aborted) return "shutdown";
     await removeTree(home);
@@ -445,7 +486,7 @@ export class CodeRuntime implements HostedCode {
     if (result.code !== 0) {
       return {
         code: "dependency_install_failed",
-        message: `Installing dependencies from ${step.manifest} failed (exit ${result.code ?? result.signal}); see the build log.`,
+        message: `Installing dependencies from ${step.manifest} failed (exit ${result.code ?? result.signal}).`,
       };
     }
     if (unsealed) {
@@ -481,3 +522,6 @@ export class CodeRuntime implements HostedCode {
     this.configReady = true;
   }
 }
+
+const keyOf = (v: Pick<Version, "project" | "agentName" | "version">) =>
+  `${v.project}/${v.agentName}/${v.version}`;

@@ -38,7 +38,8 @@ export const errorCodes = {
   },
   version_in_use: {
     status: 409,
-    summary: "The version is named by the agent's traffic rules; change `agent_endpoint` first.",
+    summary:
+      "The version is named by the agent's traffic rules; change `agent_endpoint` first, or delete with `force=true`.",
   },
   last_published_version: {
     status: 409,

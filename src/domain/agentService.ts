@@ -12,7 +12,7 @@ import type {
   PageRequest,
   Version,
 } from "./model.js";
-import type { AgentRepository, Clock, HostedCode, LiveSessions } from "./ports.js";
+import type { AgentRepository, Clock, FollowedLog, HostedCode, LiveSessions } from "./ports.js";
 import { trafficRules } from "./trafficRules.js";
 
 /** A version as the caller describes it, already validated against the contract. */
@@ -185,6 +185,18 @@ export class AgentService {
     throw notFound(`Version '${version}' of agent '${name}'`, "agent_version");
   }
 
+  /** A code-based version's build log, followed while it builds and read after. */
+  async buildLog(project: string, name: string, version: string): Promise<FollowedLog> {
+    const found = await this.getVersion(project, name, version);
+    if (!found.contentHash)
+      throw new AppError(
+        "not_found",
+        `Version '${version}' of agent '${name}' has no build: it is not code-based.`,
+        "agent_version",
+      );
+    return this.code.followBuild(found);
+  }
+
   async listVersions(
     project: string,
     name: string,
@@ -201,13 +213,16 @@ export class AgentService {
   ): Promise<void> {
     const found = await this.getVersion(project, name, version);
     await this.respectSessions(project, name, found.version, force);
-    const outcome = await this.agents.deleteVersion(project, name, found.version);
+    // With force, as with sessions: the version leaves the traffic rules (the rest rescaled).
+    const outcome = await this.agents.deleteVersion(project, name, found.version, {
+      leaveRules: force,
+    });
     if (outcome === "missing")
       throw notFound(`Version '${version}' of agent '${name}'`, "agent_version");
     if (outcome === "in_use") {
       throw new AppError(
         "version_in_use",
-        `Version '${version}' is named by the traffic rules of agent '${name}'; change agent_endpoint first.`,
+        `Version '${version}' is named by the traffic rules of agent '${name}'; change agent_endpoint first, or repeat with force=true to take it out of them.`,
         "agent_version",
       );
     }

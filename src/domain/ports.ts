@@ -66,14 +66,16 @@ export interface AgentRepository {
   ): Promise<Page<Version> | undefined>;
 
   /**
-   * Deletes one version. Refuses (`in_use`) when the agent's traffic rules name it and
-   * (`last_published`) when only drafts would remain. Deleting the last version deletes
-   * the agent (`agent_deleted`).
+   * Deletes one version. Refuses (`in_use`) when the agent's traffic rules name it, unless
+   * `leaveRules`: then, in the same transaction, the version leaves the rules (see
+   * `withoutVersion`). Refuses (`last_published`) when only drafts would remain, the rules
+   * untouched. Deleting the last version deletes the agent (`agent_deleted`).
    */
   deleteVersion(
     project: string,
     name: string,
     version: number,
+    options?: { leaveRules?: boolean },
   ): Promise<"deleted" | "agent_deleted" | "missing" | "in_use" | "last_published">;
 
   /** Records a provisioning outcome; undefined when the version is gone. */
@@ -109,6 +111,36 @@ export interface HostedCode {
   provision(version: Version): void;
   /** Removes the builds of deleted versions and the zips no version uses any more. */
   discard(versions: Version[]): Promise<void>;
+  /**
+   * The build log of a code-based version, while it builds and after: its history, then its
+   * new lines, until the build ends (`ended`, with the last status line).
+   */
+  followBuild(version: Version): Promise<FollowedLog>;
+}
+
+/** One line of a log (a build's, a session's console), numbered from 1 for `Last-Event-ID`. */
+export interface LogLine {
+  id: number;
+  timestamp: string;
+  stream: "stdout" | "stderr" | "status";
+  message: string;
+}
+
+/** A log as its stream reads it: a bounded history of numbered lines, and new ones as they come. */
+export interface LogHistory {
+  /** Id of the oldest line still in the history (the next id when it is empty). */
+  readonly firstId: number;
+  /** Lines of the history after `id`, at most `max`. */
+  since(id: number, max: number): LogLine[];
+  /** Calls `listener` for every new line, and with `null` when the log ends for good. */
+  subscribe(listener: (line: LogLine | null) => void): () => void;
+}
+
+/** A log being read: settles `ended` with its last status line; `release` when done. */
+export interface FollowedLog {
+  log: LogHistory;
+  ended: Promise<string>;
+  release(): void;
 }
 
 export interface StoredBlob {

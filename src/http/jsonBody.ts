@@ -1,22 +1,37 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { AppError } from "../domain/errors.js";
 
 /** Deeper JSON than any Foundry shape needs; refusing it keeps recursion out of danger. */
 export const maxJsonDepth = 64;
 
+/** POST verbs that take no body (`/agents/{name}:disable`, `…/sessions/{id}:stop`). */
+const bodylessVerb = /:(enable|disable|stop)$/;
+
+/**
+ * True for operations that take no body: every DELETE and the body-less POST verbs. Clients
+ * (and proxies) may still send `content-type: application/json` with an empty body there.
+ */
+export function takesNoBody(request: { method: string; url: string }): boolean {
+  if (request.method === "DELETE") return true;
+  const path = request.url.split("?", 1)[0]!;
+  return request.method === "POST" && bodylessVerb.test(path);
+}
+
 /**
  * JSON bodies (application/json and application/merge-patch+json): Fastify's parser (which
- * refuses `__proto__` and `constructor.prototype`) plus a nesting limit. Other media types
- * are refused with 415 by Fastify, text/plain included.
+ * refuses `__proto__` and `constructor.prototype`) plus a nesting limit. An empty body is no
+ * body for an operation that takes none, and 400 `invalid_json` for one that needs one.
+ * Other media types are refused with 415 by Fastify, text/plain included.
  */
 export function installJsonParsers(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser("error", "error");
   const parseLimited = (
-    request: unknown,
+    request: FastifyRequest,
     body: string,
     done: (err: Error | null, value?: unknown) => void,
-  ) =>
-    parse(request as never, body, (err: Error | null, value?: unknown) => {
+  ) => {
+    if (body.trim() === "" && takesNoBody(request)) return done(null, undefined);
+    parse(request, body, (err: Error | null, value?: unknown) => {
       if (err) return done(err);
       if (depthOf(value) > maxJsonDepth) {
         return done(
@@ -28,6 +43,7 @@ export function installJsonParsers(app: FastifyInstance): void {
       }
       done(null, value);
     });
+  };
   app.removeContentTypeParser(["application/json", "text/plain"]);
   app.addContentTypeParser(
     ["application/json", "application/merge-patch+json"],

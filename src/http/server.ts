@@ -99,7 +99,9 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       project.addHook("onRequest", projectAuth(services.keys));
       const uploads = codeUploadHandlers(services.code, options.foundryFeatures);
       agentRoutes(project, services.agents, uploads, options.foundryFeatures);
-      versionRoutes(project, services.agents, uploads, options.foundryFeatures);
+      versionRoutes(project, services.agents, uploads, options.foundryFeatures, {
+        keepAliveMs: options.logKeepAliveMs ?? 60_000,
+      });
       codeDownloadRoute(project, services.code);
       manifestRoutes(project, services.manifests, services.agents);
       sessionRoutes(project, services.sessions);

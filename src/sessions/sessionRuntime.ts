@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { lstat, mkdir, readFile } from "node:fs/promises";
+import { lstat, mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { RunPlan } from "../build/codeRuntime.js";
+import { buildLogMessages } from "../build/buildLog.js";
 import { parseCpu, parseMemoryBytes } from "../contract/definitions.js";
 import type {
   Session,
@@ -356,8 +357,7 @@ export class SessionRuntime implements LiveSessions {
     if ("error" in plan) return fail(plan.error);
     // A new session's console starts with how its version was built.
     if (entry.log.empty) {
-      const build = await readFile(plan.buildLog, "utf8").catch(() => "");
-      for (const line of build.split("\n").filter(Boolean)) entry.log.status(`build: ${line}`);
+      for (const line of await buildLogMessages(plan.buildLog)) entry.log.status(`build: ${line}`);
     }
     const home = this.homeOf(session);
     this.ledgers.delete(key); // the agent is about to write: the next upload counts again

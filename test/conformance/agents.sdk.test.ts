@@ -345,27 +345,39 @@ describe("versions", () => {
     assert.equal(wf.status, "active");
   });
 
-  it("a version named by traffic rules cannot be deleted", async () => {
+  it("a version named by traffic rules is deleted only with force, leaving the rules", async () => {
     const name = newName();
     await client.agents.createVersion(name, prompt());
     await client.agents.createVersion(name, prompt("b"));
+    await client.agents.createVersion(name, prompt("c"));
+    const rule = (agent_version: string, traffic_percentage: number) => ({
+      type: "FixedRatio" as const,
+      agent_version,
+      traffic_percentage,
+    });
     await client.agents.updateAgent(name, {
       agentEndpoint: {
         version_selector: {
-          version_selection_rules: [
-            { type: "FixedRatio", agent_version: "2", traffic_percentage: 100 },
-          ],
+          version_selection_rules: [rule("1", 15), rule("2", 15), rule("3", 70)],
         },
       },
     });
-    await rejects(
-      client.agents.deleteVersion(name, "2", { force: true }),
-      409,
-      "version_in_use",
-      "agent_version",
-    );
-    await client.agents.updateAgent(name, { agentEndpoint: null as never });
-    assert.equal((await client.agents.deleteVersion(name, "2")).deleted, true);
+    await rejects(client.agents.deleteVersion(name, "3"), 409, "version_in_use", "agent_version");
+    assert.equal((await client.agents.deleteVersion(name, "3", { force: true })).deleted, true);
+    let agent = await client.agents.get(name);
+    assert.deepEqual(agent.agent_endpoint?.version_selector?.version_selection_rules, [
+      rule("1", 50),
+      rule("2", 50),
+    ]);
+    assert.equal(agent.versions.latest.version, "2");
+    await client.agents.deleteVersion(name, "2", { force: true });
+    agent = await client.agents.get(name);
+    assert.deepEqual(agent.agent_endpoint?.version_selector?.version_selection_rules, [
+      rule("1", 100),
+    ]);
+    // The last version: the agent goes, rules and all.
+    await client.agents.deleteVersion(name, "1", { force: true });
+    await rejects(client.agents.get(name), 404, "not_found");
   });
 
   it("deleting the last version deletes the agent", async () => {

@@ -301,6 +301,36 @@ describe("sessions", () => {
     assert.equal(mine.status, 200, JSON.stringify(mine.body));
   });
 
+  it("takes an empty JSON body on the body-less operations, as clients may send it", async () => {
+    const name = newName();
+    await deployFixture(client, name, "echo-python");
+    const send = (method: string, route: string, body = "") =>
+      httpsJson(server, method, `${server.endpoint}${route}?api-version=v1`, {
+        headers: {
+          authorization: `Bearer ${server.adminKey}`,
+          "content-type": "application/json",
+          "content-length": String(body.length),
+        },
+        body,
+      });
+    const session = await client.agents.createSession(name, v("1"));
+    const id = session.agent_session_id;
+    await waitFor(name, id, "active");
+    const sessionPath = `/agents/${name}/endpoint/sessions/${id}`;
+    assert.equal((await send("POST", `${sessionPath}:stop`)).status, 204);
+    assert.equal((await send("POST", `/agents/${name}:disable`)).status, 204);
+    assert.equal((await client.agents.get(name)).state, "disabled");
+    assert.equal((await send("POST", `/agents/${name}:enable`)).status, 204);
+    assert.equal((await client.agents.get(name)).state, "enabled");
+    assert.equal((await send("DELETE", sessionPath)).status, 204);
+    // Where a body is needed, an empty one is still a clear 400.
+    const update = await send("POST", `/agents/${name}`);
+    assert.equal(update.status, 400);
+    assert.equal((update.body.error as { code: string }).code, "invalid_json");
+    assert.equal((await send("DELETE", `/agents/${name}`)).status, 200);
+    assert.equal((await send("GET", `/agents/${name}`)).status, 404);
+  });
+
   it("answers 429 past the per-identity limit of running sessions", async () => {
     const name = newName();
     await deployFixture(client, name, "echo-python");

@@ -59,9 +59,16 @@ async function upload(client: AIProjectClient, name: string, zip: Buffer) {
   throw new Error("build did not finish");
 }
 
-/** The build log of a version: the reason a build failed is its last line. */
+/**
+ * The messages of a version's build log (JSON lines, as a session's console), one a line: the
+ * reason a build failed is the last.
+ */
 const buildLog = (server: TestServer, name: string) =>
-  readFileSync(path.join(server.dataDir, "builds", "default", name, "1", "build.log"), "utf8");
+  readFileSync(path.join(server.dataDir, "builds", "default", name, "1", "build.log"), "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => (JSON.parse(line) as { message: string }).message)
+    .join("\n");
 
 /** Every symlink and every entry named `name` below `dir` (links not followed). */
 function find(dir: string, name: string): { links: string[]; named: string[] } {

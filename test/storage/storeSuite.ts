@@ -114,12 +114,47 @@ export function storeSuite(
       };
       await store.agents.setEndpoint("default", "s3", { agentEndpoint: rules, agentCard: null });
       assert.equal(await store.agents.deleteVersion("default", "s3", 1), "in_use");
+      // Refused for another reason: the rules stay as they were.
+      assert.equal(
+        await store.agents.deleteVersion("default", "s3", 1, { leaveRules: true }),
+        "last_published",
+      );
+      assert.deepEqual((await store.agents.get("default", "s3"))?.agentEndpoint, rules);
       await store.agents.setEndpoint("default", "s3", { agentEndpoint: null, agentCard: null });
       assert.equal(await store.agents.deleteVersion("default", "s3", 1), "last_published");
       assert.equal(await store.agents.deleteVersion("default", "s3", 3), "deleted");
       assert.equal(await store.agents.deleteVersion("default", "s3", 9), "missing");
       assert.equal(await store.agents.deleteVersion("default", "s3", 1), "agent_deleted");
       assert.equal(await store.agents.get("default", "s3"), undefined);
+    });
+
+    it("deleteVersion with leaveRules: the version leaves the rules in the same write", async () => {
+      await store.agents.appendVersion("default", "s4", version("a"), { newAgent });
+      await store.agents.appendVersion("default", "s4", version("b"), {});
+      await store.agents.appendVersion("default", "s4", version("c"), {});
+      const rule = (v: string, p: number) => ({ agent_version: v, traffic_percentage: p });
+      const agentEndpoint = {
+        version_selector: {
+          version_selection_rules: [rule("1", 25), rule("2", 25), rule("3", 50)],
+        },
+        authorization_schemes: [{ type: "Entra" }],
+      };
+      await store.agents.setEndpoint("default", "s4", { agentEndpoint, agentCard: null });
+      assert.equal(
+        await store.agents.deleteVersion("default", "s4", 3, { leaveRules: true }),
+        "deleted",
+      );
+      const agent = await store.agents.get("default", "s4");
+      assert.deepEqual(agent?.agentEndpoint, {
+        version_selector: { version_selection_rules: [rule("1", 50), rule("2", 50)] },
+        authorization_schemes: [{ type: "Entra" }],
+      });
+      assert.equal(agent?.latest.version, 2);
+      await store.agents.deleteVersion("default", "s4", 1, { leaveRules: true });
+      assert.equal(
+        await store.agents.deleteVersion("default", "s4", 2, { leaveRules: true }),
+        "agent_deleted",
+      );
     });
 
     it("keys are found by hash until revoked", async () => {

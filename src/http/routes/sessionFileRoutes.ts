@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { deleteFileQuery, filePathQuery, listFilesQuery } from "../../contract/requests.js";
 import { AppError } from "../../domain/errors.js";
 import { splitHomePath, type DirectoryEntry } from "../../sessions/sessionFiles.js";
-import type { LogLine, SessionLog } from "../../sessions/sessionLog.js";
+import type { LogHistory, LogLine } from "../../domain/ports.js";
 import type { SessionService } from "../../sessions/sessionService.js";
 import { projectOf } from "../auth.js";
 import { drain } from "../codeUpload.js";
@@ -25,9 +25,8 @@ export function sessionFileRoutes(
 ) {
   const base = "/agents/:name/endpoint/sessions/:id/files";
   // Log streams never end on their own: at shutdown each gets a last status frame and ends.
-  const openStreams = new Set<(message: string) => void>();
   app.addHook("preClose", (done) => {
-    for (const end of openStreams) end("The service is shutting down; this stream ends.");
+    for (const end of streamsOf(app.server)) end("The service is shutting down; this stream ends.");
     done();
   });
   const homeOf = (request: FastifyRequest<{ Params: SessionParams }>) =>
@@ -122,15 +121,16 @@ export function sessionFileRoutes(
         request.params.version,
         id,
       );
-      const lastEventId = request.headers["last-event-id"];
-      const after =
-        typeof lastEventId === "string" && /^\d+$/.test(lastEventId)
-          ? Number(lastEventId)
-          : undefined;
-      streamLog(reply, log, after, options.keepAliveMs, openStreams);
+      streamLog(reply, log, lastEventId(request), options.keepAliveMs);
       return reply;
     },
   );
+}
+
+/** The id of the last line a resuming client saw (`Last-Event-ID`), when it sent one. */
+export function lastEventId(request: FastifyRequest): number | undefined {
+  const header = request.headers["last-event-id"];
+  return typeof header === "string" && /^\d+$/.test(header) ? Number(header) : undefined;
 }
 
 /** Entries in name order, paged by name (`after`/`before` are names). */
@@ -170,18 +170,31 @@ function sharedFrame(line: LogLine): string {
   return text;
 }
 
+/** The log streams open on one HTTP server (session consoles and builds alike). */
+const openStreams = new WeakMap<object, Set<(message: string) => void>>();
+function streamsOf(server: object): Set<(message: string) => void> {
+  let open = openStreams.get(server);
+  if (!open) {
+    open = new Set();
+    openStreams.set(server, open);
+  }
+  return open;
+}
+
 /**
- * Server-sent events of a session's console: the history (after `Last-Event-ID`, when sent),
- * then every new line. Every subscriber reads from the session's one shared history with its
- * own cursor, so none is ever waited for and none holds a copy: a subscriber that falls
- * behind the history is told how many lines it missed. Silence is broken by a status line.
+ * Server-sent events of a log (a session's console, a version's build): the history (after
+ * `Last-Event-ID`, when sent), then every new line. Every subscriber reads from the log's one
+ * shared history with its own cursor, so none is ever waited for and none holds a copy: a
+ * subscriber that falls behind the history is told how many lines it missed. Silence is
+ * broken by a status line. When `ended` settles, what is left of the history is sent, then
+ * its message as the last status line, and the stream closes; `onClose` runs once at the end.
  */
-function streamLog(
+export function streamLog(
   reply: FastifyReply,
-  log: SessionLog,
+  log: LogHistory,
   after: number | undefined,
   keepAliveMs: number,
-  openStreams: Set<(message: string) => void>,
+  options: { connected?: string; ended?: Promise<string>; onClose?: () => void } = {},
 ) {
   reply.hijack();
   const res = reply.raw;
@@ -198,6 +211,8 @@ function streamLog(
   let cursor = after ?? log.firstId - 1;
   let blocked = false;
   let ended = false;
+  /** The last status line, once the log has ended: sent when the history is. */
+  let last: string | undefined;
   const write = (text: string) => {
     blocked = !res.write(text);
     keepAlive.refresh();
@@ -214,7 +229,13 @@ function streamLog(
         continue;
       }
       const lines = log.since(cursor, 256);
-      if (lines.length === 0) return;
+      if (lines.length === 0) {
+        if (last !== undefined) {
+          write(status(last));
+          finish();
+        }
+        return;
+      }
       cursor = lines.at(-1)!.id;
       write(lines.map(sharedFrame).join(""));
     }
@@ -225,10 +246,11 @@ function streamLog(
   const finish = () => {
     if (ended) return;
     ended = true;
-    openStreams.delete(endWith);
+    open.delete(endWith);
     clearInterval(keepAlive);
     unsubscribe();
     res.end();
+    options.onClose?.();
   };
   /** Sends what is due, then `message` as the last frame, and ends. */
   const endWith = (message: string) => {
@@ -236,7 +258,8 @@ function streamLog(
     if (!ended) res.write(status(message));
     finish();
   };
-  openStreams.add(endWith);
+  const open = streamsOf(reply.server.server);
+  open.add(endWith);
   // Lines arriving together are sent together: one write per burst, not per line.
   let scheduled = false;
   const unsubscribe = log.subscribe((line) => {
@@ -256,6 +279,10 @@ function streamLog(
     pump();
   });
   res.on("close", finish);
-  write(status("Connected to the session's console"));
+  write(status(options.connected ?? "Connected to the session's console"));
   pump();
+  void options.ended?.then((message) => {
+    last = message;
+    pump();
+  });
 }

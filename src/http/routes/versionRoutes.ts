@@ -11,6 +11,7 @@ import { isMultipart, type CodeUploadHandlers } from "./codeRoutes.js";
 import { checkPreviewFeatures, type FeatureMode } from "../features.js";
 import { presentDeletedVersion, presentPage, presentVersion } from "../presenters.js";
 import { parse } from "../../contract/validate.js";
+import { lastEventId, streamLog } from "./sessionFileRoutes.js";
 
 type NameParams = { project: string; name: string };
 type VersionParams = NameParams & { version: string };
@@ -21,6 +22,7 @@ export function versionRoutes(
   agents: AgentService,
   uploads: CodeUploadHandlers,
   features: FeatureMode,
+  options: { keepAliveMs: number } = { keepAliveMs: 60_000 },
 ) {
   app.get<{ Params: NameParams }>("/agents/:name/versions", async (request) => {
     const q = parse(listVersionsQuery, request.query);
@@ -48,6 +50,21 @@ export function versionRoutes(
     presentVersion(
       await agents.getVersion(projectOf(request), request.params.name, request.params.version),
     ),
+  );
+
+  // The build log of a code-based version (SSE, the frames of a session's console stream).
+  app.get<{ Params: VersionParams }>(
+    "/agents/:name/versions/:version/build::logstream",
+    async (request, reply) => {
+      const { name, version } = request.params;
+      const build = await agents.buildLog(projectOf(request), name, version);
+      streamLog(reply, build.log, lastEventId(request), options.keepAliveMs, {
+        connected: "Connected to the version's build log",
+        ended: build.ended,
+        onClose: build.release,
+      });
+      return reply;
+    },
   );
 
   app.delete<{ Params: VersionParams }>("/agents/:name/versions/:version", async (request) => {

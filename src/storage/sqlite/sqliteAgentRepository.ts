@@ -1,5 +1,5 @@
 import type { Database as Db, Statement } from "better-sqlite3";
-import { trafficRules } from "../../domain/trafficRules.js";
+import { trafficRules, withoutVersion } from "../../domain/trafficRules.js";
 import type {
   Agent,
   AgentState,
@@ -190,14 +190,17 @@ export class SqliteAgentRepository implements AgentRepository {
     project: string,
     name: string,
     version: number,
+    options: { leaveRules?: boolean } = {},
   ): Promise<"deleted" | "agent_deleted" | "missing" | "in_use" | "last_published"> {
     return this.db
       .transaction(() => {
         const agent = this.readAgent(project, name);
         const target = this.readVersion(project, name, version);
         if (!agent || !target) return "missing";
-        if (trafficRules(agent.agentEndpoint).some((r) => r.agent_version === String(version)))
-          return "in_use";
+        const named = trafficRules(agent.agentEndpoint).some(
+          (r) => r.agent_version === String(version),
+        );
+        if (named && !options.leaveRules) return "in_use";
         const remaining = this.stmt(
           `SELECT count(*) AS total, sum(draft = 0) AS published FROM agent_versions
            WHERE project = ? AND agent_name = ? AND version != ?`,
@@ -207,6 +210,13 @@ export class SqliteAgentRepository implements AgentRepository {
           return "agent_deleted";
         }
         if (!remaining.published) return "last_published";
+        if (named) {
+          this.stmt(`UPDATE agents SET agent_endpoint = ? WHERE project = ? AND name = ?`).run(
+            json(withoutVersion(agent.agentEndpoint!, String(version))),
+            project,
+            name,
+          );
+        }
         this.stmt(
           `DELETE FROM agent_versions WHERE project = ? AND agent_name = ? AND version = ?`,
         ).run(project, name, version);
