@@ -454,7 +454,7 @@ async function startHolding(
     store.agents,
     blobs,
     // Installs reach the registry the host's npm uses, trusting the CA it trusts.
-    codeRuntimeOptions(config, log, hostNpmSettings),
+    codeRuntimeOptions(config, log, () => hostNpmSettings()),
   );
   // Asked while the sandboxes are being prepared (a few seconds at most).
   const discovering: Promise<Discovery> = config.modelDiscovery

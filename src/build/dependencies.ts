@@ -33,9 +33,12 @@ export const configFiles = {
   ca: "ca.pem",
 } as const;
 
+/** PATH of an install's sandbox: its npm and pip are the machine's own. */
+export const buildPath = "/usr/local/bin:/usr/bin:/bin";
+
 const basics = (paths: RunPaths) => ({
   HOME: paths.home,
-  PATH: "/usr/local/bin:/usr/bin:/bin",
+  PATH: buildPath,
   LANG: "C.UTF-8",
   TZ: "UTC",
   TMPDIR: path.join(paths.home, "tmp"),
@@ -134,17 +137,50 @@ function readHead(file: string): string {
   }
 }
 
+/** The npm registry npm uses when none is configured. */
+const defaultRegistry = "https://registry.npmjs.org/";
+
 /**
- * The host npm's registry and CA bundle (`npm config get …` as the service's user, so its own
- * npmrc files count; NODE_EXTRA_CA_CERTS when npm names no CA file), or defaults when npm is
- * missing.
+ * Variables that tie an npm to another npm's installation: `npm run` and `npm exec` export
+ * the parent's prefix and global config, so the machine's npm asked with them would read the
+ * parent's global npmrc instead of its own.
  */
-export async function hostNpmSettings(): Promise<{ registry: string; caFile: string | undefined }> {
-  // From "/": no project .npmrc of wherever the service was started counts.
+const installationVariables = /^npm_config_(globalconfig|prefix|global_prefix)$/i;
+
+/**
+ * The host's npm registry and CA bundle, or defaults when npm is missing. Asked of the npm on
+ * the service's own PATH (`npm config get …`, so its user and global npmrc files and
+ * `npm_config_*` variables count); when that one names no CA file (e.g. a Node installed under
+ * another prefix, whose global npmrc is empty), of the npm the installs run, the one on
+ * `buildPath` with its own global npmrc; then NODE_EXTRA_CA_CERTS. Both are asked from "/",
+ * so no project `.npmrc` of wherever the service was started counts (an upload's never does).
+ */
+export async function hostNpmSettings(
+  options: { env?: NodeJS.ProcessEnv; machinePath?: string } = {},
+): Promise<{ registry: string; caFile: string | undefined }> {
+  const env = options.env ?? process.env;
+  const asked = [await npmConfig(env)];
+  if (!asked[0]!.cafile) {
+    const own = Object.fromEntries(
+      Object.entries(env).filter(([key]) => !installationVariables.test(key)),
+    );
+    asked.push(await npmConfig({ ...own, PATH: options.machinePath ?? buildPath }));
+  }
+  const registry =
+    asked.map((a) => a.registry).find((r) => r && r !== defaultRegistry) ?? defaultRegistry;
+  const caFile = asked.map((a) => a.cafile).find(Boolean) ?? (env.NODE_EXTRA_CA_CERTS || undefined);
+  return { registry, caFile };
+}
+
+/** `npm config get cafile registry` of the npm found on `env.PATH`; {} when there is none. */
+async function npmConfig(
+  env: NodeJS.ProcessEnv,
+): Promise<{ cafile?: string | undefined; registry?: string | undefined }> {
   const out = await execFileAsync("npm", ["config", "get", "cafile", "registry"], {
     encoding: "utf8",
     timeout: 15_000,
     cwd: "/",
+    env,
   }).catch(() => ({ stdout: "" }));
   const lines = out.stdout.split("\n");
   const get = (key: string) => {
@@ -154,7 +190,5 @@ export async function hostNpmSettings(): Promise<{ registry: string; caFile: str
       .trim();
     return value && value !== "null" && value !== "undefined" ? value : undefined;
   };
-  const registry = get("registry") ?? "https://registry.npmjs.org/";
-  const caFile = get("cafile") ?? (process.env.NODE_EXTRA_CA_CERTS || undefined);
-  return { registry, caFile };
+  return { cafile: get("cafile"), registry: get("registry") };
 }
