@@ -1,4 +1,4 @@
-import Database from "better-sqlite3";
+import { Database } from "./sqliteDriver.js";
 import type { Database as Db } from "better-sqlite3";
 import type {
   ApiKey,
