@@ -16,6 +16,7 @@ import {
   startServer,
   tempDir,
   type TestServer,
+  adminRequest,
 } from "../helpers/server.js";
 import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 
@@ -32,13 +33,7 @@ let client: AIProjectClient;
 let projectKey: string;
 
 const admin = (method: string, route: string, body?: unknown) =>
-  httpsJson(server, method, `${server.origin}/admin${route}`, {
-    headers: {
-      authorization: `Bearer ${server.adminKey}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  adminRequest(server, method, route, body);
 
 before(async () => {
   model = await startStandInModel({ apiKey: "sk-stand-in-0123456789" });

@@ -4,7 +4,7 @@ import type { AIProjectClient } from "@azure/ai-projects";
 import type { APIError } from "openai";
 import type OpenAI from "openai";
 import { openaiClient, projectOpenAI } from "../helpers/openaiClient.js";
-import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
+import { adminRequest, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
 import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 import { startMcpServer, type TestMcpServer } from "../helpers/mcpServer.js";
 
@@ -24,13 +24,7 @@ let unique = 0;
 const newName = () => `resp-${process.pid}-${++unique}`;
 
 const admin = (method: string, route: string, body?: unknown) =>
-  httpsJson(server, method, `${server.origin}/admin${route}`, {
-    headers: {
-      authorization: `Bearer ${server.adminKey}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  adminRequest(server, method, route, body);
 
 async function promptAgent(
   definition: Record<string, unknown> = {},
@@ -467,25 +461,6 @@ describe("hostile input", () => {
     assert.equal(new Set(all.data.map((i) => i.id)).size, 3);
   });
 
-  it("shows an agent's MCP header values to no caller", async () => {
-    const name = await promptAgent({
-      tools: [
-        {
-          type: "mcp",
-          server_label: "calc",
-          server_url: "http://127.0.0.1:9/mcp",
-          headers: { authorization: "Bearer s3cret" },
-          require_approval: "never",
-        },
-      ],
-    });
-    model.answer(() => ({ text: "x" }));
-    const r = await openai.responses
-      .create({ input: "x" }, { body: { agent: { name, type: "agent_reference" } } } as never)
-      .catch((e: APIError) => e);
-    assert.ok(!JSON.stringify(r).includes("s3cret"), JSON.stringify(r));
-  });
-
   it("fails a response whose model calls a tool it was not given", async () => {
     model.answer(() => ({ toolCalls: [{ name: "mcp__nope__x", arguments: "{}" }] }));
     const r = await openai.responses.create({ model: "chat", input: "x" });
@@ -573,6 +548,26 @@ describe("mcp tools", () => {
       .body.tools.map((t: { function: { name: string } }) => t.function.name);
     assert.deepEqual(tools.sort(), ["mcp__calc__add", "mcp__calc__echo"]);
     assert.equal(model.requests.at(-1)!.body.messages.at(-1).role, "tool");
+  });
+
+  it("shows the agent's MCP header values to no caller, in the response or its events", async () => {
+    const name = await promptAgent({
+      tools: [{ ...mcpTool("never"), headers: { "x-test-token": "s3cret-value" } }],
+    });
+    model.answer(() => ({ text: "done" }));
+    const ref = { body: { agent: { name, type: "agent_reference" } } } as never;
+    const r = await openai.responses.create({ input: "x" }, ref);
+    assert.equal(r.status, "completed");
+    assert.ok(
+      mcp.requests.some((q) => q.headers["x-test-token"] === "s3cret-value"),
+      "the server got it",
+    );
+    const shown = r.tools.find((t) => t.type === "mcp") as { headers?: Record<string, string> };
+    assert.deepEqual(shown.headers, { "x-test-token": "[redacted]" });
+    const events: unknown[] = [];
+    for await (const e of openai.responses.stream({ input: "x" }, ref)) events.push(e);
+    const seen = JSON.stringify([r, await openai.responses.retrieve(r.id), events]);
+    assert.ok(!seen.includes("s3cret-value"));
   });
 
   it("with approval: an mcp_approval_request, then the call once approved (and not when denied)", async () => {

@@ -8,7 +8,14 @@ import { DeploymentService } from "../../src/gateway/deploymentService.js";
 import { SecretBox } from "../../src/gateway/secretBox.js";
 import { openStore } from "../../src/service.js";
 import { openaiClient } from "../helpers/openaiClient.js";
-import { httpsJson, removeDir, startServer, tempDir, type TestServer } from "../helpers/server.js";
+import {
+  adminRequest,
+  httpsJson,
+  removeDir,
+  startServer,
+  tempDir,
+  type TestServer,
+} from "../helpers/server.js";
 import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 
 /*
@@ -25,13 +32,7 @@ let model: StandInModel;
 let envModel: StandInModel;
 
 const admin = (method: string, route: string, body?: unknown, key = server.adminKey) =>
-  httpsJson(server, method, `${server.origin}/admin${route}`, {
-    headers: {
-      authorization: `Bearer ${key}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  adminRequest(server, method, route, body, key);
 
 /** Every answer body seen by this test, to check none carries a key. */
 const answers: string[] = [];

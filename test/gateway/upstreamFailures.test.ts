@@ -5,7 +5,13 @@ import { after, before, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { APIError } from "openai";
 import { openaiClient } from "../helpers/openaiClient.js";
-import { httpsJson, removeDir, startServer, type TestServer } from "../helpers/server.js";
+import {
+  adminRequest,
+  httpsJson,
+  removeDir,
+  startServer,
+  type TestServer,
+} from "../helpers/server.js";
 import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 
 /*
@@ -19,10 +25,7 @@ let model: StandInModel;
 let projectKey: string;
 
 const admin = (method: string, route: string, body?: unknown) =>
-  httpsJson(server, method, `${server.origin}/admin${route}`, {
-    headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  adminRequest(server, method, route, body);
 
 const deploy = async (name: string, baseUrl: string) => {
   const r = await admin("PUT", `/projects/default/deployments/${name}`, {

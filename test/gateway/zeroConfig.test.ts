@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { after, before, it } from "node:test";
 import { openaiClient } from "../helpers/openaiClient.js";
-import { httpsJson, removeDir, startServer, type TestServer } from "../helpers/server.js";
+import { adminRequest, removeDir, startServer, type TestServer } from "../helpers/server.js";
 import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 
 /*
@@ -19,13 +19,7 @@ let ollamaStandIn: StandInModel;
 let projectKey: string;
 
 const admin = (method: string, route: string, body?: unknown) =>
-  httpsJson(server, method, `${server.origin}/admin${route}`, {
-    headers: {
-      authorization: `Bearer ${server.adminKey}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  adminRequest(server, method, route, body);
 
 async function closedPort(): Promise<number> {
   const probe = createServer();

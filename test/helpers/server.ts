@@ -160,6 +160,23 @@ export function httpsJson(
   });
 }
 
+/** One admin route (`/admin…`) of a test server, with JSON in and out. */
+export function adminRequest(
+  server: Pick<TestServer, "caPem" | "origin" | "adminKey">,
+  method: string,
+  route: string,
+  body?: unknown,
+  key = server.adminKey,
+) {
+  return httpsJson(server, method, `${server.origin}/admin${route}`, {
+    headers: {
+      authorization: `Bearer ${key}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
 /**
  * Asserts that an official-client call fails as a RestError with this status and code, and,
  * given `param`, that the error envelope (parsed by the client into `details`) names it.
