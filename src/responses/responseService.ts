@@ -330,20 +330,14 @@ export class ResponseService {
         "response_id",
       );
     const live = this.runs.get(id);
-    if (live) {
-      live.abort.abort();
-      await drain(live.follow(live.events.length - 1));
-    }
+    if (live) await stopRun(live);
     return (await this.deps.responses.get(project, id))?.body ?? stored.body;
   }
 
   async delete(caller: Caller, project: string, id: string): Promise<void> {
     await this.owned(caller, project, id, "response_id");
     const live = this.runs.get(id);
-    if (live) {
-      live.abort.abort();
-      await drain(live.follow(live.events.length - 1));
-    }
+    if (live) await stopRun(live);
     await this.deps.responses.delete(project, id);
   }
 
@@ -695,6 +689,8 @@ function lastSnapshot(run: Run): JsonObject | undefined {
   return undefined;
 }
 
-async function drain(events: AsyncIterable<unknown>) {
-  for await (const event of events) void event;
+/** Cancels a run and waits for its end (its last event, its save). */
+async function stopRun(run: Run) {
+  run.abort.abort();
+  for await (const event of run.follow(run.events.length - 1)) void event;
 }

@@ -157,12 +157,16 @@ export const migrations: readonly { id: number; sql: string }[] = [
         session_id TEXT,
         previous_response_id TEXT,
         conversation_id TEXT,
+        status TEXT NOT NULL,
         body TEXT NOT NULL,
         input TEXT NOT NULL,
         events TEXT,
         created_at INTEGER NOT NULL,
         PRIMARY KEY (project, id)
       ) WITHOUT ROWID;
+      -- What a restart has to fail: only background responses are stored before they end.
+      CREATE INDEX responses_unfinished ON responses (status)
+        WHERE status IN ('queued', 'in_progress');
 
       CREATE TABLE conversations (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -38,8 +38,8 @@ export class SqliteResponseRepository implements ResponseRepository {
     return this.statements
       .get(
         `INSERT INTO responses (id, project, owner, agent_name, session_id, previous_response_id,
-           conversation_id, body, input, events, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           conversation_id, status, body, input, events, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (project, id) ${onConflict}`,
       )
       .run(
@@ -50,6 +50,7 @@ export class SqliteResponseRepository implements ResponseRepository {
         r.sessionId,
         r.previousResponseId,
         r.conversationId,
+        String(r.body.status ?? "completed"),
         JSON.stringify(r.body),
         JSON.stringify(r.input),
         r.events ? JSON.stringify(r.events) : null,
@@ -58,7 +59,10 @@ export class SqliteResponseRepository implements ResponseRepository {
   }
 
   async put(r: StoredResponse): Promise<void> {
-    this.insert(r, "DO UPDATE SET body = excluded.body, events = excluded.events");
+    this.insert(
+      r,
+      "DO UPDATE SET status = excluded.status, body = excluded.body, events = excluded.events",
+    );
   }
 
   async claim(r: StoredResponse): Promise<boolean> {
@@ -107,9 +111,9 @@ export class SqliteResponseRepository implements ResponseRepository {
   async failUnfinished(message: string): Promise<number> {
     return this.statements
       .get(
-        `UPDATE responses SET body = json_set(body, '$.status', 'failed',
+        `UPDATE responses SET status = 'failed', body = json_set(body, '$.status', 'failed',
            '$.error', json_object('code', 'service_stopped', 'message', ?))
-         WHERE json_extract(body, '$.status') IN ('queued', 'in_progress')`,
+         WHERE status IN ('queued', 'in_progress')`,
       )
       .run(message).changes;
   }
