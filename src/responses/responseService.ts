@@ -63,7 +63,8 @@ export class ResponseService {
     caller: Caller,
     project: string,
     body: CreateResponseBody,
-    scope: { agentName?: string } = {},
+    /** The agent the route implies, and the caller's `x-client-*` headers for a hosted one. */
+    scope: { agentName?: string; clientHeaders?: Record<string, string> } = {},
     clientGone?: AbortSignal,
   ): Promise<Created> {
     const reference = agentReferenceOf(body, scope.agentName);
@@ -86,7 +87,7 @@ export class ResponseService {
     if (reference) {
       version = await this.pickVersion(project, reference, conversation);
       if (version.definition.kind === "hosted")
-        return this.forwardHosted(caller, project, body, version);
+        return this.forwardHosted(caller, project, body, version, scope.clientHeaders);
       if (version.definition.kind !== "prompt")
         throw new AppError(
           "invalid_parameter",
@@ -517,6 +518,7 @@ export class ResponseService {
     project: string,
     body: CreateResponseBody,
     version: Version,
+    clientHeaders: Record<string, string> | undefined,
   ): Promise<Created> {
     if (!this.deps.forwarder)
       throw new AppError("sandbox_unavailable", "This host cannot run hosted agents' sessions.");
@@ -545,6 +547,7 @@ export class ResponseService {
       path: "/responses",
       body: Buffer.from(JSON.stringify(rest)),
       contentType: "application/json",
+      clientHeaders,
     });
     if (answer.status >= 400) return { kind: "hosted", answer, body: answer.body };
     return {

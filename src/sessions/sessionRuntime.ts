@@ -553,7 +553,7 @@ export class SessionRuntime implements LiveSessions {
   async use(
     session: Session,
     version: Version,
-  ): Promise<{ sandbox: Sandbox; release: () => void }> {
+  ): Promise<{ sandbox: Sandbox; release: () => void; note: (message: string) => void }> {
     // A session being deleted is not started again (its home is about to go).
     if (this.removing.has(keyOf(session)))
       throw notFound(`Session '${session.id}'`, "agent_session_id");
@@ -577,6 +577,7 @@ export class SessionRuntime implements LiveSessions {
         entry.inFlight--;
         this.armIdle(session, entry);
       },
+      note: (message) => entry.log.status(message),
     };
   }
 

@@ -208,7 +208,13 @@ export class SessionService {
     project: string,
     agentName: string,
     id: string,
-  ): Promise<{ session: Session; sandbox: Sandbox; release: () => void }> {
+  ): Promise<{
+    session: Session;
+    sandbox: Sandbox;
+    release: () => void;
+    /** Writes a status line in the session's console log. */
+    note: (message: string) => void;
+  }> {
     const session = await this.get(caller, project, agentName, id);
     if (session.status === "expired")
       throw new AppError(
@@ -225,8 +231,7 @@ export class SessionService {
     const version = await this.deps.agents.getVersion(project, agentName, session.version);
     if (!version) throw notFound(`Version '${session.version}' of agent '${agentName}'`);
     try {
-      const { sandbox, release } = await this.runtime.use(session, version);
-      return { session, sandbox, release };
+      return { session, ...(await this.runtime.use(session, version)) };
     } catch (err) {
       if (err instanceof AppError) throw err;
       throw new AppError(

@@ -301,6 +301,54 @@ describe("sessions", () => {
     assert.equal(mine.status, 200, JSON.stringify(mine.body));
   });
 
+  it("forwards with the container protocol's headers: a fresh call id (returned and logged), x-client-* in, x-agent-* out", async () => {
+    const call = (id?: string) =>
+      httpsJson(
+        server,
+        "POST",
+        `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
+        {
+          headers: {
+            authorization: `Bearer ${server.adminKey}`,
+            "content-type": "application/json",
+            "x-client-request-trace": "abc 123",
+            "x-agent-user-id": "posing-as-someone",
+            "x-agent-foundry-call-id": "call_forged",
+            "x-other-header": "kept-back",
+          },
+          body: JSON.stringify({ input: "headers", ...(id ? { agent_session_id: id } : {}) }),
+        },
+      );
+    const first = await call();
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    const sessionId = first.headers["x-agent-session-id"] as string;
+    const callId = first.headers["x-agent-foundry-call-id"] as string;
+    assert.match(callId, /^call_[0-9a-f]{24}$/);
+    const text = (first.body.output as { content: { text: string }[] }[])[0]!.content[0]!.text;
+    const seen = JSON.parse(text.replace(/^echo: /, "")) as Record<string, string>;
+    assert.equal(seen["x-client-request-trace"], "abc 123");
+    assert.equal(seen["x-agent-session-id"], sessionId);
+    assert.equal(seen["x-agent-foundry-call-id"], callId);
+    // Who asks is the service's word (the admin key's id), not the caller's header.
+    assert.match(seen["x-agent-user-id"]!, /^key_/);
+    assert.equal(seen["x-other-header"], undefined);
+    // The agent's own x-agent-* header comes back; its forged session id and others do not.
+    assert.equal(first.headers["x-agent-trace"], "from-the-agent");
+    assert.equal(first.headers["x-agent-session-id"], sessionId);
+    assert.equal(first.headers["x-other"], undefined);
+    // Each call has its own id, and each is written in the session's log.
+    const second = await call(sessionId);
+    const secondId = second.headers["x-agent-foundry-call-id"] as string;
+    assert.match(secondId, /^call_[0-9a-f]{24}$/);
+    assert.notEqual(secondId, callId);
+    const log = readFileSync(
+      path.join(server.dataDir, "sessions/default", agent, sessionId, "console.log"),
+      "utf8",
+    );
+    for (const id of [callId, secondId])
+      assert.ok(log.includes(`call ${id}: POST /responses`), `${id} not in the log:\n${log}`);
+  });
+
   it("takes an empty JSON body on the body-less operations, as clients may send it", async () => {
     const name = newName();
     await deployFixture(client, name, "echo-python");

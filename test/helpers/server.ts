@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { request as httpsRequest } from "node:https";
+import type { IncomingHttpHeaders } from "node:http";
 import { AIProjectClient } from "@azure/ai-projects";
 import { RestError } from "@azure/core-rest-pipeline";
 
@@ -146,13 +147,17 @@ export function httpsJson(
   method: string,
   url: string,
   options: { headers?: Record<string, string>; body?: Buffer | string } = {},
-): Promise<{ status: number; body: Record<string, unknown> }> {
+): Promise<{ status: number; body: Record<string, unknown>; headers: IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, { method, ca: server.caPem, headers: options.headers }, (res) => {
       let text = "";
       res.on("data", (d: Buffer) => (text += d.toString()));
       res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : {} }),
+        resolve({
+          status: res.statusCode ?? 0,
+          body: text ? JSON.parse(text) : {},
+          headers: res.headers,
+        }),
       );
     });
     req.on("error", reject);

@@ -8,6 +8,7 @@ import {
   updateConversationBody,
 } from "../../contract/responses.js";
 import type { JsonObject } from "../../domain/model.js";
+import { clientHeadersOf } from "../../forwarder/sessionForwarder.js";
 import type { ConversationService } from "../../responses/conversationService.js";
 import type { ResponseService } from "../../responses/responseService.js";
 import { projectOf } from "../auth.js";
@@ -41,13 +42,17 @@ export function responseRoutes(
       request.caller,
       projectOf(request),
       body,
-      { agentName: agentOf(request) },
+      { agentName: agentOf(request), clientHeaders: clientHeadersOf(request.headers) },
       gone.signal,
     );
     if (created.kind === "response") return created.response;
     if (created.kind === "stream") return streamEvents(reply, created.events);
     const { answer } = created;
-    reply.code(answer.status).header("x-agent-session-id", answer.sessionId);
+    reply
+      .code(answer.status)
+      .headers(answer.agentHeaders)
+      .header("x-agent-session-id", answer.sessionId)
+      .header("x-agent-foundry-call-id", answer.callId);
     if (answer.contentType) reply.header("content-type", answer.contentType);
     return reply.send(created.body);
   });
