@@ -69,6 +69,15 @@ export const errorCodes = {
     status: 400,
     summary: "Sessions are for hosted agents; this agent (or version) is of another kind.",
   },
+  protocol_not_enabled: {
+    status: 404,
+    summary:
+      "The agent's endpoint does not list this protocol in `agent_endpoint.protocol_configuration`.",
+  },
+  protocol_not_supported: {
+    status: 501,
+    summary: "The agent's endpoint lists this protocol, but agenthost does not serve it.",
+  },
   session_not_ready: {
     status: 424,
     summary: "The session's agent did not start; its log stream and `termination_message` say why.",

@@ -77,6 +77,21 @@ export class AgentService {
     return (await this.agents.get(project, name)) ?? throwAgentNotFound(name);
   }
 
+  /**
+   * The agent, if its endpoint lists `protocol`: the keys of
+   * `agent_endpoint.protocol_configuration`, or `responses` alone when it has none.
+   */
+  async requireProtocol(project: string, name: string, protocol: string): Promise<Agent> {
+    const agent = await this.get(project, name);
+    if (!enabledProtocols(agent).has(protocol))
+      throw new AppError(
+        "protocol_not_enabled",
+        `Agent '${name}' does not serve the '${protocol}' protocol: its agent_endpoint.protocol_configuration does not list it.`,
+        "protocol",
+      );
+    return agent;
+  }
+
   list(project: string, page: PageRequest & { kind?: string }): Promise<Page<Agent>> {
     return this.agents.list(project, page);
   }
@@ -416,4 +431,12 @@ function draftFirst() {
     "A new agent's first version cannot be a draft: create a published version first.",
     "draft",
   );
+}
+
+/** The protocols an agent's endpoint lists (`responses` alone when it lists none). */
+export function enabledProtocols(agent: Pick<Agent, "agentEndpoint">): Set<string> {
+  const config = agent.agentEndpoint?.protocol_configuration;
+  if (config === null || typeof config !== "object" || Array.isArray(config))
+    return new Set(["responses"]);
+  return new Set(Object.keys(config));
 }

@@ -25,6 +25,7 @@ import { openaiRoutes } from "./routes/openaiRoutes.js";
 import type { Meter } from "../gateway/metering.js";
 import type { UsageRepository } from "../responses/ports.js";
 import type { SessionTokens } from "../gateway/sessionTokens.js";
+import { protocolRoutes, requireResponsesProtocol } from "./routes/protocolRoutes.js";
 import { responseRoutes } from "./routes/responseRoutes.js";
 import type { ResponseService } from "../responses/responseService.js";
 import type { ConversationService } from "../responses/conversationService.js";
@@ -106,10 +107,13 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
       manifestRoutes(project, services.manifests, services.agents);
       sessionRoutes(project, services.sessions);
       project.register(
-        async (agentOpenai) =>
-          responseRoutes(agentOpenai, services.responses, services.conversations),
+        async (agentOpenai) => {
+          agentOpenai.addHook("onRequest", requireResponsesProtocol(services.agents));
+          responseRoutes(agentOpenai, services.responses, services.conversations);
+        },
         { prefix: "/agents/:name/endpoint/protocols/openai" },
       );
+      protocolRoutes(project, services.agents);
       deploymentRoutes(project, services.deployments);
       sessionFileRoutes(project, services.sessions, {
         keepAliveMs: options.logKeepAliveMs ?? 60_000,
