@@ -45,10 +45,13 @@ export interface ForwardedCall {
   /** The session to use; a new one (of `version`, else the split's pick) when absent. */
   sessionId?: string;
   version?: number;
-  /** The agent's route, e.g. `/responses`. */
+  /** `POST` unless given. */
+  method?: "GET" | "POST" | "DELETE";
+  /** The agent's route with its query, e.g. `/responses`. */
   path: string;
-  body: Buffer;
-  contentType: string;
+  /** With its content type; none for a call without a body. */
+  body?: Buffer;
+  contentType?: string;
   /** The caller's `x-client-*` headers (see `clientHeadersOf`). */
   clientHeaders?: Record<string, string>;
 }
@@ -86,18 +89,19 @@ export class SessionForwarder {
       id,
     );
     const callId = `call_${randomBytes(12).toString("hex")}`;
-    note(`call ${callId}: POST ${call.path}`);
+    const method = call.method ?? "POST";
+    note(`call ${callId}: ${method} ${call.path}`);
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
       const upstream = http.request(
         {
           socketPath: sandbox.socketPath,
           agent: agentConnections,
-          method: "POST",
+          method,
           path: call.path,
           headers: {
             ...call.clientHeaders,
-            "content-type": call.contentType,
-            "content-length": call.body.length,
+            ...(call.body ? { "content-type": call.contentType } : {}),
+            "content-length": call.body?.length ?? 0,
             "x-agent-session-id": id,
             "x-agent-user-id": call.caller.subject,
             "x-agent-foundry-call-id": callId,

@@ -38,11 +38,21 @@ export interface ResponseServiceDeps {
   log: Logger;
 }
 
+/** A hosted agent's own answer, for the transport to pass on as it comes. */
+export type HostedAnswer = { kind: "hosted"; answer: ForwardedAnswer; body: Readable };
+
 /** What `create` gives the transport. */
 export type Created =
   | { kind: "response"; response: JsonObject }
   | { kind: "stream"; events: AsyncIterable<JsonObject>; run: Run; background: boolean }
-  | { kind: "hosted"; answer: ForwardedAnswer; body: Readable };
+  | HostedAnswer;
+
+/** An operation on a stored response, as a hosted agent's session is asked for it. */
+export type HostedOperation =
+  | { op: "get"; stream?: boolean; startingAfter?: number }
+  | { op: "cancel" }
+  | { op: "delete" }
+  | { op: "input_items"; page: PageRequest };
 
 /** Tool types the service cannot run: storable in a version, refused at invocation. */
 const runnableTools = new Set(["function", "mcp"]);
@@ -285,6 +295,39 @@ export class ResponseService {
     // A model server that failed the call fails the request (502/504), as a proxy would.
     if (failure instanceof AppError) throw failure;
     return { kind: "response", response: final };
+  }
+
+  /**
+   * A hosted agent's response is its session's to read, cancel or delete: the operation is
+   * forwarded there (the session that answered `create`, on the caller's behalf — the
+   * session's owner check applies) and its answer is returned; undefined for the service's own
+   * responses. A delete the agent answers with 2xx or 404 also forgets the service's record.
+   */
+  async hosted(
+    caller: Caller,
+    project: string,
+    id: string,
+    operation: HostedOperation,
+    clientHeaders?: Record<string, string>,
+  ): Promise<HostedAnswer | undefined> {
+    if (this.liveRun(caller, project, id)) return undefined;
+    const stored = await this.owned(caller, project, id, "response_id");
+    if (!stored.sessionId || !stored.agentName) return undefined;
+    if (!this.deps.forwarder)
+      throw new AppError("sandbox_unavailable", "This host cannot run hosted agents' sessions.");
+    const { method, path } = hostedRoute(stored.id, operation);
+    const answer = await this.deps.forwarder.forward({
+      caller,
+      project,
+      agentName: stored.agentName,
+      sessionId: stored.sessionId,
+      method,
+      path,
+      clientHeaders,
+    });
+    if (operation.op === "delete" && (answer.status < 300 || answer.status === 404))
+      await this.deps.responses.delete(project, stored.id);
+    return { kind: "hosted", answer, body: answer.body };
   }
 
   async get(caller: Caller, project: string, id: string): Promise<JsonObject> {
@@ -600,6 +643,37 @@ export class ResponseService {
     });
   }
 }
+
+/** The agent's route for an operation on its response `id` (an id the recorder checked). */
+function hostedRoute(
+  id: string,
+  operation: HostedOperation,
+): { method: "GET" | "POST" | "DELETE"; path: string } {
+  const base = `/responses/${encodeURIComponent(id)}`;
+  const query = new URLSearchParams();
+  switch (operation.op) {
+    case "get":
+      if (operation.stream) query.set("stream", "true");
+      if (operation.startingAfter !== undefined)
+        query.set("starting_after", String(operation.startingAfter));
+      return { method: "GET", path: withQuery(base, query) };
+    case "cancel":
+      return { method: "POST", path: `${base}/cancel` };
+    case "delete":
+      return { method: "DELETE", path: base };
+    case "input_items": {
+      const { limit, order, after, before } = operation.page;
+      query.set("limit", String(limit));
+      if (order) query.set("order", order);
+      if (after !== undefined) query.set("after", after);
+      if (before !== undefined) query.set("before", before);
+      return { method: "GET", path: withQuery(`${base}/input_items`, query) };
+    }
+  }
+}
+
+const withQuery = (path: string, query: URLSearchParams) =>
+  query.size === 0 ? path : `${path}?${query.toString()}`;
 
 /** This call's input items for the engine, checked; outputs only answer calls of the thread. */
 function inputOf(body: CreateResponseBody, history: Item[]): Item[] {

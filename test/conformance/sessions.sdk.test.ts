@@ -9,7 +9,9 @@ import type {
   AgentSessionResource,
   VersionRefIndicator,
 } from "@azure/ai-projects";
+import type { APIError } from "openai";
 import { deployFixture } from "../helpers/agents.js";
+import { projectOpenAI } from "../helpers/openaiClient.js";
 import {
   expectRestError as refused,
   httpsJson,
@@ -347,6 +349,52 @@ describe("sessions", () => {
     );
     for (const id of [callId, secondId])
       assert.ok(log.includes(`call ${id}: POST /responses`), `${id} not in the log:\n${log}`);
+  });
+
+  it("forwards a hosted response's retrieve, replay, input items, cancel and delete to the session that answered it", async () => {
+    const openai = projectOpenAI(client, server, agent);
+    const created = await openai.responses.create({ input: "keep me" });
+    const text = (r: { output: unknown[] }) =>
+      (r.output[0] as { content: { text: string }[] }).content[0]!.text;
+    assert.equal(text(created), "echo: keep me");
+    // Through the agent's endpoint and the project's, the agent's own record comes back.
+    for (const via of [openai, projectOpenAI(client, server)]) {
+      const got = await via.responses.retrieve(created.id);
+      assert.equal(got.id, created.id);
+      assert.equal(text(got), "echo: keep me");
+    }
+    const replay = await openai.responses.retrieve(created.id, { stream: true, starting_after: 0 });
+    const events: string[] = [];
+    for await (const e of replay) events.push(e.type);
+    assert.deepEqual(events, ["response.completed"]);
+    const items = await openai.responses.inputItems.list(created.id, { limit: 5, order: "asc" });
+    const item = items.data[0] as { content: { text: string }[] };
+    assert.equal(item.content[0]!.text, "keep me");
+    const rawItems = await httpsJson(
+      server,
+      "GET",
+      `${server.endpoint}/openai/v1/responses/${created.id}/input_items?limit=5&order=asc&after=msg_x`,
+      { headers: { authorization: `Bearer ${server.adminKey}` } },
+    );
+    assert.deepEqual(rawItems.body.query, { limit: "5", order: "asc", after: "msg_x" });
+
+    // Another identity gets 404 and the agent is never asked.
+    const other = await httpsJson(server, "POST", `${server.origin}/admin/keys`, {
+      headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ project: "default", name: "dave" }),
+    });
+    const daveClient = projectOpenAI(sdk(server, (other.body as { key: string }).key), server);
+    await assert.rejects(daveClient.responses.retrieve(created.id), (e: APIError) => {
+      assert.equal(e.status, 404);
+      return true;
+    });
+
+    assert.equal((await openai.responses.cancel(created.id)).status, "cancelled");
+    await openai.responses.delete(created.id);
+    await assert.rejects(openai.responses.retrieve(created.id), (e: APIError) => {
+      assert.equal(e.status, 404);
+      return true;
+    });
   });
 
   it("takes an empty JSON body on the body-less operations, as clients may send it", async () => {

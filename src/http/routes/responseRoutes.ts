@@ -10,7 +10,11 @@ import {
 import type { JsonObject } from "../../domain/model.js";
 import { clientHeadersOf } from "../../forwarder/sessionForwarder.js";
 import type { ConversationService } from "../../responses/conversationService.js";
-import type { ResponseService } from "../../responses/responseService.js";
+import type {
+  HostedAnswer,
+  HostedOperation,
+  ResponseService,
+} from "../../responses/responseService.js";
 import { projectOf } from "../auth.js";
 import { presentConversation, presentPage } from "../presenters.js";
 import { parse } from "../../contract/validate.js";
@@ -47,18 +51,27 @@ export function responseRoutes(
     );
     if (created.kind === "response") return created.response;
     if (created.kind === "stream") return streamEvents(reply, created.events);
-    const { answer } = created;
-    reply
-      .code(answer.status)
-      .headers(answer.agentHeaders)
-      .header("x-agent-session-id", answer.sessionId)
-      .header("x-agent-foundry-call-id", answer.callId);
-    if (answer.contentType) reply.header("content-type", answer.contentType);
-    return reply.send(created.body);
+    return sendHosted(reply, created);
   });
+
+  /** A hosted agent's response: the operation is its session's (undefined for the service's). */
+  const hosted = (request: FastifyRequest<{ Params: Params }>, operation: HostedOperation) =>
+    responses.hosted(
+      request.caller,
+      projectOf(request),
+      request.params.id,
+      operation,
+      clientHeadersOf(request.headers),
+    );
 
   app.get<{ Params: Params }>("/responses/:id", async (request, reply) => {
     const q = parse(retrieveResponseQuery, request.query);
+    const theirs = await hosted(request, {
+      op: "get",
+      stream: q.stream,
+      startingAfter: q.starting_after,
+    });
+    if (theirs) return sendHosted(reply, theirs);
     if (!q.stream) return responses.get(request.caller, projectOf(request), request.params.id);
     const gone = new AbortController();
     reply.raw.once("close", () => gone.abort());
@@ -72,24 +85,28 @@ export function responseRoutes(
     return streamEvents(reply, events);
   });
 
-  app.post<{ Params: Params }>("/responses/:id/cancel", (request) =>
-    responses.cancel(request.caller, projectOf(request), request.params.id),
-  );
+  app.post<{ Params: Params }>("/responses/:id/cancel", async (request, reply) => {
+    const theirs = await hosted(request, { op: "cancel" });
+    if (theirs) return sendHosted(reply, theirs);
+    return responses.cancel(request.caller, projectOf(request), request.params.id);
+  });
 
-  app.delete<{ Params: Params }>("/responses/:id", async (request) => {
+  app.delete<{ Params: Params }>("/responses/:id", async (request, reply) => {
+    const theirs = await hosted(request, { op: "delete" });
+    if (theirs) return sendHosted(reply, theirs);
     await responses.delete(request.caller, projectOf(request), request.params.id);
     return { id: request.params.id, object: "response.deleted", deleted: true };
   });
 
-  app.get<{ Params: Params }>("/responses/:id/input_items", async (request) => {
+  app.get<{ Params: Params }>("/responses/:id/input_items", async (request, reply) => {
     const q = parse(listItemsQuery, request.query);
-    const page = await responses.inputItems(request.caller, projectOf(request), request.params.id, {
-      limit: q.limit,
-      order: q.order,
-      after: q.after,
-      before: q.before,
-    });
-    return presentPage(page, (i) => i);
+    const page = { limit: q.limit, order: q.order, after: q.after, before: q.before };
+    const theirs = await hosted(request, { op: "input_items", page });
+    if (theirs) return sendHosted(reply, theirs);
+    return presentPage(
+      await responses.inputItems(request.caller, projectOf(request), request.params.id, page),
+      (i) => i,
+    );
   });
 
   app.post<{ Params: Params }>("/conversations", async (request) => {
@@ -178,4 +195,15 @@ function streamEvents(reply: FastifyReply, events: AsyncIterable<JsonObject>) {
       for await (const event of events) yield eventFrame(String(event.type), event);
     })(),
   );
+}
+
+/** A hosted agent's answer as it comes, with the container protocol's answer headers. */
+function sendHosted(reply: FastifyReply, { answer, body }: HostedAnswer) {
+  reply
+    .code(answer.status)
+    .headers(answer.agentHeaders)
+    .header("x-agent-session-id", answer.sessionId)
+    .header("x-agent-foundry-call-id", answer.callId);
+  if (answer.contentType) reply.header("content-type", answer.contentType);
+  return reply.send(body);
 }
