@@ -5,6 +5,8 @@ import { request as httpsRequest } from "node:https";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import type { AgentDefinitionUnion } from "@azure/ai-projects";
+import Fastify from "fastify";
+import { consoleHandler } from "../../src/http/console.js";
 import { ensureConsoleBuilt } from "../helpers/console.js";
 import {
   adminRequest,
@@ -13,6 +15,7 @@ import {
   repoRoot,
   sdk,
   startServer,
+  tempDir,
   type TestServer,
 } from "../helpers/server.js";
 
@@ -85,6 +88,22 @@ describe("serving the console", () => {
     const json = await get(server, "/unknown", { accept: "application/json" });
     assert.equal(json.status, 404);
     assert.equal(JSON.parse(json.body).error.code, "not_found");
+  });
+});
+
+describe("without a built console", () => {
+  it("answers / with a page saying to run npm run build", async () => {
+    const dir = tempDir();
+    const app = Fastify();
+    const handler = consoleHandler(dir);
+    handler.routes(app);
+    const res = await app.inject({ method: "GET", url: "/" });
+    assert.equal(res.statusCode, 503);
+    assert.match(res.headers["content-type"] as string, /^text\/html/);
+    assert.match(res.body, /npm run build/);
+    assert.ok(String(res.headers["content-security-policy"]).includes("default-src 'self'"));
+    await app.close();
+    removeDir(dir);
   });
 });
 
@@ -182,8 +201,11 @@ describe("the console in Chromium", () => {
 
   it("signs in: a bad key shows the API's error, the admin key shows project and admin", async () => {
     await page.goto(`${server.origin}/`);
-    await page.getByLabel("API key").fill("ahk_not_a_key");
-    await page.getByRole("button", { name: "Sign in" }).click();
+    // By keyboard: the key field comes first, Enter submits.
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "key");
+    await page.keyboard.type("ahk_not_a_key");
+    await page.keyboard.press("Enter");
     const alert = page.getByRole("alert");
     await alert.waitFor();
     assert.match(await alert.innerText(), /unauthorized/);
@@ -244,6 +266,21 @@ describe("the console in Chromium", () => {
       ["2", 30],
     ]);
     await checkPage("agent");
+
+    await page.getByRole("button", { name: "Disable" }).click();
+    await page
+      .getByRole("button", { name: "Enable" })
+      .waitFor({ timeout: 5000 })
+      .catch(async (err: unknown) => {
+        throw new Error(`${String(err)}\n${await page.locator("main").innerText()}`);
+      });
+    assert.equal(await page.getByTestId("state").innerText(), "disabled");
+    assert.equal((await client.agents.get("console-agent")).state, "disabled");
+    await page.getByRole("button", { name: "Enable" }).click();
+    await page.getByRole("button", { name: "Disable" }).waitFor();
+
+    await page.getByRole("button", { name: "Show version 1" }).click();
+    assert.doesNotMatch(await page.locator("pre").innerText(), /instructions/);
 
     await page.getByLabel("Version 2 (%)").fill("20");
     await page.getByRole("button", { name: "Save traffic split" }).click();

@@ -32,16 +32,11 @@ export function AgentPage({ session, name }: { session: Session; name: string })
     }, setError);
   }, [session, name]);
 
-  const setState = async (state: "enabled" | "disabled") => {
-    if (!agent) return;
+  const setState = async (verb: "enable" | "disable") => {
     setError(undefined);
     try {
-      showAgent(
-        await call<Agent>(session.key, path(), {
-          method: "POST",
-          body: { definition: agent.versions.latest.definition, state },
-        }),
-      );
+      await call(session.key, path(`:${verb}`), { method: "POST" });
+      showAgent(await call<Agent>(session.key, path()));
     } catch (err) {
       setError(err);
     }
@@ -85,7 +80,7 @@ export function AgentPage({ session, name }: { session: Session; name: string })
             State: <strong data-testid="state">{agent.state}</strong>{" "}
             <button
               type="button"
-              onClick={() => setState(agent.state === "enabled" ? "disabled" : "enabled")}
+              onClick={() => setState(agent.state === "enabled" ? "disable" : "enable")}
             >
               {agent.state === "enabled" ? "Disable" : "Enable"}
             </button>
