@@ -291,4 +291,42 @@ describe("the console in Chromium", () => {
     assert.match(shown, /must sum to 100/);
     await checkPage("agent-invalid-split");
   });
+
+  it("pages like the API, filters by kind and searches by name", async () => {
+    const client = sdk(server, server.adminKey);
+    for (let i = 0; i < 20; i++)
+      await client.agents.createVersion(`page-agent-${String(i).padStart(2, "0")}`, {
+        kind: "prompt",
+        model: "gpt-test",
+      } as AgentDefinitionUnion);
+    await page.getByRole("link", { name: "Agents" }).click();
+    await page.getByRole("link", { name: "page-agent-19" }).waitFor();
+    assert.equal(await page.locator("tbody tr").count(), 20);
+    assert.equal(await page.getByRole("link", { name: "console-agent" }).count(), 0);
+    await page.getByRole("button", { name: "Next page" }).click();
+    await page.getByRole("link", { name: "console-agent" }).waitFor();
+    assert.equal(await page.locator("tbody tr").count(), 1);
+    assert.ok(await page.getByRole("button", { name: "Next page" }).isDisabled());
+    await page.getByRole("button", { name: "Previous page" }).click();
+    await page.getByRole("link", { name: "page-agent-19" }).waitFor();
+
+    await page.getByLabel("Search by name").fill("agent-05");
+    assert.deepEqual(await page.locator("tbody tr td:first-child").allInnerTexts(), [
+      "page-agent-05",
+    ]);
+    await page.getByLabel("Search by name").fill("");
+    await page.getByLabel("Kind").selectOption("hosted");
+    await page.getByText("No hosted agents in project default.").waitFor();
+    await checkPage("agents-filtered-empty");
+  });
+
+  it("shows the API's error for a missing agent, and signs out", async () => {
+    await page.goto(`${server.origin}/agents/no-such-agent`);
+    const alert = page.getByRole("alert");
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /not_found/);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("API key").waitFor();
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  });
 });

@@ -55,9 +55,20 @@ export function AgentList({ session }: { session: Session }) {
       <ErrorBox error={error} />
       {page && page.data.length === 0 && (
         <p class="empty">
-          No agents in project {session.project} yet. Create one with the API or an official client
-          (<code>POST /api/projects/{session.project}/agents</code>); it shows up here.
+          {kind ? (
+            <>
+              No {kind} agents in project {session.project}. Choose another kind.
+            </>
+          ) : (
+            <>
+              No agents in project {session.project} yet. Create one with the API or an official
+              client (<code>POST /api/projects/{session.project}/agents</code>); it shows up here.
+            </>
+          )}
         </p>
+      )}
+      {page && page.data.length > 0 && shown.length === 0 && (
+        <p class="empty">No agent on this page has a name containing “{search.trim()}”.</p>
       )}
       {page && page.data.length > 0 && (
         <table>
