@@ -95,6 +95,15 @@ export function adminAuth(keys: KeyService) {
   };
 }
 
+/** Routes any key may call about itself (`GET /caller`): authenticated, never from a sandbox. */
+export function keyAuth(keys: KeyService) {
+  return async (request: FastifyRequest) => {
+    if (relayedFrom(request.raw) !== undefined)
+      throw new AppError("unauthorized", "From a sandbox only the OpenAI data plane can be used.");
+    request.caller = await keys.authenticate(bearer(request), undefined);
+  };
+}
+
 /** `_project` is the conventional name of the default project. */
 export function projectOf(request: FastifyRequest): string {
   const { project } = request.params as { project: string };

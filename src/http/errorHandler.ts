@@ -7,7 +7,11 @@ import { AppError, diskFull, isDiskFull } from "../domain/errors.js";
  * `{"error":{code,message,param,type,details,additionalInfo}}`; anything unexpected is logged
  * with the request id and becomes a generic 500.
  */
-export function installErrorHandling(app: FastifyInstance): void {
+export function installErrorHandling(
+  app: FastifyInstance,
+  /** Answers an unknown path first when it returns true (the web console's page). */
+  fallback?: (request: FastifyRequest, reply: FastifyReply) => boolean,
+): void {
   app.setErrorHandler((err: FastifyError | AppError, request, reply) => {
     const known = err instanceof AppError ? err : fromFramework(err as FastifyError);
     if (known) return sendError(reply, request, known);
@@ -20,11 +24,13 @@ export function installErrorHandling(app: FastifyInstance): void {
     return sendError(reply, request, new AppError("internal_error", "An internal error occurred."));
   });
   app.setNotFoundHandler((request, reply) =>
-    sendError(
-      reply,
-      request,
-      new AppError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}.`),
-    ),
+    fallback?.(request, reply)
+      ? reply
+      : sendError(
+          reply,
+          request,
+          new AppError("not_found", `No route for ${request.method} ${request.url.split("?")[0]}.`),
+        ),
   );
 }
 

@@ -7,7 +7,9 @@ import type { ManifestService } from "../domain/manifestService.js";
 import type { KeyService } from "../domain/keyService.js";
 import type { Clock, ProjectRepository } from "../domain/ports.js";
 import { fileLimit } from "../lib/fileLimit.js";
-import { adminAuth, projectAuth } from "./auth.js";
+import { adminAuth, keyAuth, projectAuth } from "./auth.js";
+import { consoleHandler } from "./console.js";
+import { callerRoutes } from "./routes/callerRoutes.js";
 import { connectionLimits, limitedServerFactory, type ConnectionLimits } from "./connections.js";
 import { installErrorHandling } from "./errorHandler.js";
 import { installJsonParsers } from "./jsonBody.js";
@@ -59,6 +61,8 @@ export interface HttpOptions {
   /** Silence on a log stream is broken by a status line this often (default 60 s). */
   logKeepAliveMs?: number;
   log: Logger;
+  /** The built web console (`web/dist`); a hint to build it is served when it is missing. */
+  consoleDir?: string;
 }
 
 /** The HTTP transport: routes under /api/projects/{project} and /admin, one error boundary. */
@@ -93,7 +97,8 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
     done();
   });
 
-  installErrorHandling(app);
+  const webConsole = consoleHandler(options.consoleDir);
+  installErrorHandling(app, webConsole.fallback);
 
   app.register(
     async (project) => {
@@ -144,6 +149,13 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
     },
     { prefix: "/admin" },
   );
+
+  app.register(async (self) => {
+    self.addHook("onRequest", keyAuth(services.keys));
+    callerRoutes(self);
+  });
+
+  webConsole.routes(app);
 
   return app;
 }
