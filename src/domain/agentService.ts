@@ -79,7 +79,7 @@ export class AgentService {
 
   /**
    * The agent, if its endpoint lists `protocol`: the keys of
-   * `agent_endpoint.protocol_configuration`, or `responses` alone when it has none.
+   * `agent_endpoint.protocol_configuration`, or `responses` alone when it lists none.
    */
   async requireProtocol(project: string, name: string, protocol: string): Promise<Agent> {
     const agent = await this.get(project, name);
@@ -433,10 +433,15 @@ function draftFirst() {
   );
 }
 
-/** The protocols an agent's endpoint lists (`responses` alone when it lists none). */
+/** The protocols an agent's endpoint lists (`responses` alone when it lists none: no
+ * `protocol_configuration`, an empty one, or only null values). */
 export function enabledProtocols(agent: Pick<Agent, "agentEndpoint">): Set<string> {
   const config = agent.agentEndpoint?.protocol_configuration;
-  if (config === null || typeof config !== "object" || Array.isArray(config))
-    return new Set(["responses"]);
-  return new Set(Object.keys(config));
+  const listed =
+    config === null || typeof config !== "object" || Array.isArray(config)
+      ? []
+      : Object.entries(config)
+          .filter(([, value]) => value !== null && value !== false)
+          .map(([key]) => key);
+  return new Set(listed.length === 0 ? ["responses"] : listed);
 }

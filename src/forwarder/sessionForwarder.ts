@@ -92,23 +92,29 @@ export class SessionForwarder {
     const method = call.method ?? "POST";
     note(`call ${callId}: ${method} ${call.path}`);
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const upstream = http.request(
-        {
-          socketPath: sandbox.socketPath,
-          agent: agentConnections,
-          method,
-          path: call.path,
-          headers: {
-            ...call.clientHeaders,
-            ...(call.body ? { "content-type": call.contentType } : {}),
-            "content-length": call.body?.length ?? 0,
-            "x-agent-session-id": id,
-            "x-agent-user-id": call.caller.subject,
-            "x-agent-foundry-call-id": callId,
+      let upstream: http.ClientRequest;
+      try {
+        upstream = http.request(
+          {
+            socketPath: sandbox.socketPath,
+            agent: agentConnections,
+            method,
+            path: call.path,
+            headers: {
+              ...call.clientHeaders,
+              ...(call.body ? { "content-type": call.contentType } : {}),
+              "content-length": call.body?.length ?? 0,
+              "x-agent-session-id": id,
+              "x-agent-user-id": call.caller.subject,
+              "x-agent-foundry-call-id": callId,
+            },
           },
-        },
-        resolve,
-      );
+          resolve,
+        );
+      } catch (err) {
+        release();
+        throw err;
+      }
       upstream.once("error", (err) => {
         release();
         reject(

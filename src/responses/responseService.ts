@@ -308,26 +308,43 @@ export class ResponseService {
     project: string,
     id: string,
     operation: HostedOperation,
-    clientHeaders?: Record<string, string>,
-  ): Promise<HostedAnswer | undefined> {
+    scope: { agentName?: string; clientHeaders?: Record<string, string> } = {},
+  ): Promise<HostedAnswer | { kind: "deleted" } | undefined> {
     if (this.liveRun(caller, project, id)) return undefined;
     const stored = await this.owned(caller, project, id, "response_id");
+    // An agent's endpoint reaches only that agent's responses.
+    if (scope.agentName !== undefined && stored.agentName !== scope.agentName)
+      throw notFound(`Response '${id}'`, "response_id");
     if (!stored.sessionId || !stored.agentName) return undefined;
-    if (!this.deps.forwarder)
+    // The caller's delete always forgets the service's record; the agent is told if it can be.
+    if (operation.op === "delete") await this.deps.responses.delete(project, stored.id);
+    if (!this.deps.forwarder) {
+      if (operation.op === "delete") return { kind: "deleted" };
       throw new AppError("sandbox_unavailable", "This host cannot run hosted agents' sessions.");
+    }
     const { method, path } = hostedRoute(stored.id, operation);
-    const answer = await this.deps.forwarder.forward({
-      caller,
-      project,
-      agentName: stored.agentName,
-      sessionId: stored.sessionId,
-      method,
-      path,
-      clientHeaders,
-    });
-    if (operation.op === "delete" && (answer.status < 300 || answer.status === 404))
-      await this.deps.responses.delete(project, stored.id);
-    return { kind: "hosted", answer, body: answer.body };
+    try {
+      const answer = await this.deps.forwarder.forward({
+        caller,
+        project,
+        agentName: stored.agentName,
+        sessionId: stored.sessionId,
+        method,
+        path,
+        clientHeaders: scope.clientHeaders,
+      });
+      return { kind: "hosted", answer, body: answer.body };
+    } catch (err) {
+      // A session that is gone (deleted, expired, spent) cannot be told; the record is gone.
+      if (operation.op === "delete" && err instanceof AppError) return { kind: "deleted" };
+      if (err instanceof AppError && err.code === "not_found")
+        throw new AppError(
+          "not_found",
+          `Response '${id}' was answered by session '${stored.sessionId}', which no longer exists.`,
+          "response_id",
+        );
+      throw err;
+    }
   }
 
   async get(caller: Caller, project: string, id: string): Promise<JsonObject> {

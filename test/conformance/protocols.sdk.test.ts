@@ -49,14 +49,28 @@ async function codeOf(call: Promise<unknown>): Promise<{ status: number; code: u
   assert.fail("the call succeeded");
 }
 
+/** What a prompt agent whose model is no deployment answers: it was reached. */
+let unknownModel: { status: number; code: unknown };
+
 describe("agent endpoint protocols", () => {
+  before(async () => {
+    const openai = projectOpenAI(project, server);
+    unknownModel = await codeOf(
+      openai.responses.create({ model: "no-such-deployment", input: "hi" }),
+    );
+    assert.notEqual(unknownModel.code, "protocol_not_enabled");
+    assert.ok(
+      unknownModel.status >= 400 && unknownModel.status < 500,
+      JSON.stringify(unknownModel),
+    );
+  });
+
   it("an endpoint without protocol_configuration serves responses (and only that)", async () => {
     const name = newName();
     await project.agents.create(name, prompt);
     const openai = projectOpenAI(project, server, name);
     // The agent is reached (its model is what is missing), not refused for its protocol.
-    const asked = await codeOf(openai.responses.create({ input: "hi" }));
-    assert.notEqual(asked.code, "protocol_not_enabled");
+    assert.deepEqual(await codeOf(openai.responses.create({ input: "hi" })), unknownModel);
     const invocations = await raw("POST", name, "invocations");
     assert.equal(invocations.status, 404, JSON.stringify(invocations.body));
     const error = invocations.body.error as { code: string; param: string; message: string };
@@ -98,8 +112,29 @@ describe("agent endpoint protocols", () => {
     await project.agents.updateAgent(name, {
       agentEndpoint: { protocol_configuration: { responses: {} } },
     });
-    const after = await codeOf(openai.responses.create({ input: "hi" }));
-    assert.notEqual(after.code, "protocol_not_enabled");
+    assert.deepEqual(await codeOf(openai.responses.create({ input: "hi" })), unknownModel);
+    // Listing none (every key removed) is the default again: responses alone.
+    await project.agents.updateAgent(name, {
+      agentEndpoint: { protocol_configuration: { a2a: null, mcp: null, responses: null } },
+    } as never);
+    assert.deepEqual(await codeOf(openai.responses.create({ input: "hi" })), unknownModel);
+    assert.equal((await raw("GET", name, "a2a")).status, 404);
+  });
+
+  it("refuses an unlisted protocol before reading the body", async () => {
+    const name = newName();
+    await project.agents.create(name, prompt);
+    const r = await httpsJson(
+      server,
+      "POST",
+      `${server.endpoint}/agents/${name}/endpoint/protocols/invocations?api-version=v1`,
+      {
+        headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "text/plain" },
+        body: "not json at all",
+      },
+    );
+    assert.equal(r.status, 404, JSON.stringify(r.body));
+    assert.equal((r.body.error as { code: string }).code, "protocol_not_enabled");
   });
 
   it("an unknown agent is 404 not_found on every protocol path", async () => {

@@ -353,7 +353,10 @@ describe("sessions", () => {
 
   it("forwards a hosted response's retrieve, replay, input items, cancel and delete to the session that answered it", async () => {
     const openai = projectOpenAI(client, server, agent);
-    const created = await openai.responses.create({ input: "keep me" });
+    const { data: created, response: createdHttp } = await openai.responses
+      .create({ input: "keep me" })
+      .withResponse();
+    const sessionId = createdHttp.headers.get("x-agent-session-id")!;
     const text = (r: { output: unknown[] }) =>
       (r.output[0] as { content: { text: string }[] }).content[0]!.text;
     assert.equal(text(created), "echo: keep me");
@@ -384,17 +387,41 @@ describe("sessions", () => {
       body: JSON.stringify({ project: "default", name: "dave" }),
     });
     const daveClient = projectOpenAI(sdk(server, (other.body as { key: string }).key), server);
+    const calls = () =>
+      readFileSync(
+        path.join(server.dataDir, "sessions/default", agent, sessionId, "console.log"),
+        "utf8",
+      ).split("call call_").length;
+    const before = calls();
     await assert.rejects(daveClient.responses.retrieve(created.id), (e: APIError) => {
       assert.equal(e.status, 404);
       return true;
     });
+    assert.equal(calls(), before, "another identity's call reached the agent");
 
     assert.equal((await openai.responses.cancel(created.id)).status, "cancelled");
     await openai.responses.delete(created.id);
+    // The service's record is gone: the agent is not asked again.
+    const afterDelete = calls();
     await assert.rejects(openai.responses.retrieve(created.id), (e: APIError) => {
       assert.equal(e.status, 404);
+      assert.equal(e.param, "response_id");
       return true;
     });
+    assert.equal(calls(), afterDelete);
+
+    // A response whose session was deleted can still be deleted (and not read).
+    const { data: orphan, response: orphanHttp } = await openai.responses
+      .create({ input: "orphan" })
+      .withResponse();
+    await client.agents.deleteSession(agent, orphanHttp.headers.get("x-agent-session-id")!);
+    await assert.rejects(openai.responses.retrieve(orphan.id), (e: APIError) => {
+      assert.equal(e.status, 404);
+      assert.match(e.message, /no longer exists/);
+      return true;
+    });
+    await openai.responses.delete(orphan.id);
+    await assert.rejects(openai.responses.delete(orphan.id), (e: APIError) => e.status === 404);
   });
 
   it("takes an empty JSON body on the body-less operations, as clients may send it", async () => {

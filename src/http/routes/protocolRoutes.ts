@@ -26,17 +26,20 @@ export function protocolRoutes(app: FastifyInstance, agents: AgentService) {
     const { name, protocol } = request.params as { name: string; protocol: string };
     const wanted = protocolOf(protocol);
     await agents.requireProtocol(projectOf(request), name, wanted);
-    if (wanted === "responses") throw notFound(`Route '${request.method} ${request.url}'`);
+    const route = `${request.method} ${request.url.split("?")[0]}`;
+    if (wanted === "responses") throw notFound(`Route '${route}'`);
     if (knownProtocols.has(wanted))
       throw new AppError(
         "protocol_not_supported",
         `Agent '${name}' lists the '${wanted}' protocol, which agenthost does not serve.`,
         "protocol",
       );
-    throw notFound(`Route '${request.method} ${request.url}'`);
+    throw notFound(`Route '${route}'`);
   };
-  app.all("/agents/:name/endpoint/protocols/:protocol", gate);
-  app.all("/agents/:name/endpoint/protocols/:protocol/*", gate);
+  // In onRequest: the answer does not depend on the body, which is never read.
+  const never = () => Promise.reject(new Error("the protocol gate always answers"));
+  app.all("/agents/:name/endpoint/protocols/:protocol", { onRequest: gate }, never);
+  app.all("/agents/:name/endpoint/protocols/:protocol/*", { onRequest: gate }, never);
 }
 
 /** A hook for the `openai` routes of an agent: they answer only if its endpoint lists `responses`. */

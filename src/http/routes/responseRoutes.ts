@@ -7,6 +7,7 @@ import {
   retrieveResponseQuery,
   updateConversationBody,
 } from "../../contract/responses.js";
+import { AppError } from "../../domain/errors.js";
 import type { JsonObject } from "../../domain/model.js";
 import { clientHeadersOf } from "../../forwarder/sessionForwarder.js";
 import type { ConversationService } from "../../responses/conversationService.js";
@@ -56,13 +57,10 @@ export function responseRoutes(
 
   /** A hosted agent's response: the operation is its session's (undefined for the service's). */
   const hosted = (request: FastifyRequest<{ Params: Params }>, operation: HostedOperation) =>
-    responses.hosted(
-      request.caller,
-      projectOf(request),
-      request.params.id,
-      operation,
-      clientHeadersOf(request.headers),
-    );
+    responses.hosted(request.caller, projectOf(request), request.params.id, operation, {
+      agentName: agentOf(request),
+      clientHeaders: clientHeadersOf(request.headers),
+    });
 
   app.get<{ Params: Params }>("/responses/:id", async (request, reply) => {
     const q = parse(retrieveResponseQuery, request.query);
@@ -71,7 +69,7 @@ export function responseRoutes(
       stream: q.stream,
       startingAfter: q.starting_after,
     });
-    if (theirs) return sendHosted(reply, theirs);
+    if (theirs?.kind === "hosted") return sendHosted(reply, theirs);
     if (!q.stream) return responses.get(request.caller, projectOf(request), request.params.id);
     const gone = new AbortController();
     reply.raw.once("close", () => gone.abort());
@@ -87,14 +85,14 @@ export function responseRoutes(
 
   app.post<{ Params: Params }>("/responses/:id/cancel", async (request, reply) => {
     const theirs = await hosted(request, { op: "cancel" });
-    if (theirs) return sendHosted(reply, theirs);
+    if (theirs?.kind === "hosted") return sendHosted(reply, theirs);
     return responses.cancel(request.caller, projectOf(request), request.params.id);
   });
 
   app.delete<{ Params: Params }>("/responses/:id", async (request, reply) => {
     const theirs = await hosted(request, { op: "delete" });
-    if (theirs) return sendHosted(reply, theirs);
-    await responses.delete(request.caller, projectOf(request), request.params.id);
+    if (theirs?.kind === "hosted") return sendHosted(reply, theirs);
+    if (!theirs) await responses.delete(request.caller, projectOf(request), request.params.id);
     return { id: request.params.id, object: "response.deleted", deleted: true };
   });
 
@@ -102,7 +100,7 @@ export function responseRoutes(
     const q = parse(listItemsQuery, request.query);
     const page = { limit: q.limit, order: q.order, after: q.after, before: q.before };
     const theirs = await hosted(request, { op: "input_items", page });
-    if (theirs) return sendHosted(reply, theirs);
+    if (theirs?.kind === "hosted") return sendHosted(reply, theirs);
     return presentPage(
       await responses.inputItems(request.caller, projectOf(request), request.params.id, page),
       (i) => i,
@@ -199,6 +197,13 @@ function streamEvents(reply: FastifyReply, events: AsyncIterable<JsonObject>) {
 
 /** A hosted agent's answer as it comes, with the container protocol's answer headers. */
 function sendHosted(reply: FastifyReply, { answer, body }: HostedAnswer) {
+  if (answer.status < 200 || answer.status > 599) {
+    body.destroy();
+    throw new AppError(
+      "upstream_error",
+      `The session's agent answered with status ${answer.status}, which is not an HTTP answer.`,
+    );
+  }
   reply
     .code(answer.status)
     .headers(answer.agentHeaders)
