@@ -3,11 +3,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import type { AgentDefinitionUnion } from "@azure/ai-projects";
 import Fastify from "fastify";
 import { consoleHandler } from "../../src/http/console.js";
-import { ensureConsoleBuilt } from "../helpers/console.js";
+import { ensureConsoleBuilt, launchChromium } from "../helpers/console.js";
 import {
   adminRequest,
   httpsJson,
@@ -61,7 +61,9 @@ describe("serving the console", () => {
       "base-uri 'none'",
     ])
       assert.ok(csp.includes(directive), `${directive} in ${csp}`);
-    assert.ok(!csp.includes("unsafe-inline"), csp);
+    // Only <style> elements (the terminal's) may be inline: no script, no style attribute.
+    assert.ok(!/script-src[^;]*unsafe-inline/.test(csp), csp);
+    assert.ok(/style-src 'self'(;|$)/.test(csp), csp);
     assert.equal(page.headers["x-content-type-options"], "nosniff");
     const script = /src="(\/assets\/[^"]+\.js)"/.exec(page.body)?.[1];
     assert.ok(script, page.body);
@@ -136,26 +138,10 @@ describe("the console in Chromium", () => {
   let page: Page;
   const cspViolations: string[] = [];
   before(async () => {
-    // A fresh temporary profile each run (playwright's default for launch).
-    browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
-    // The service's CA is generated per test data directory; trusting it in Chromium's NSS
-    // store would need certutil, so this test-local CA is accepted by ignoreHTTPSErrors.
-    const context = await browser.newContext({
-      ignoreHTTPSErrors: true,
-      viewport: { width: 390, height: 844 },
-    });
+    // A fresh temporary profile each run (playwright's default for launch), trusting only
+    // this service's certificate key.
+    browser = await launchChromium(server);
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
     page = await context.newPage();
     page.on("console", (m) => {
       if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
@@ -240,7 +226,7 @@ describe("the console in Chromium", () => {
     await checkPage("agents");
     await link.click();
     await page.getByRole("heading", { name: "Agent console-agent" }).waitFor();
-    assert.match(await page.locator("pre").innerText(), /"instructions": "Be brief\."/);
+    assert.match(await page.getByTestId("definition").innerText(), /"instructions": "Be brief\."/);
 
     await page.getByLabel("Version 1 (%)").fill("70");
     await page.getByLabel("Version 2 (%)").fill("30");
@@ -280,7 +266,7 @@ describe("the console in Chromium", () => {
     await page.getByRole("button", { name: "Disable" }).waitFor();
 
     await page.getByRole("button", { name: "Show version 1" }).click();
-    assert.doesNotMatch(await page.locator("pre").innerText(), /instructions/);
+    assert.doesNotMatch(await page.getByTestId("definition").innerText(), /instructions/);
 
     await page.getByLabel("Version 2 (%)").fill("20");
     await page.getByRole("button", { name: "Save traffic split" }).click();

@@ -1,6 +1,6 @@
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { call, projectPath, type Session } from "../api.js";
-import { navigate } from "../router.js";
+import { queryClient, useQuery } from "../query.js";
 import { ErrorBox } from "./ErrorBox.js";
 import type { Agent, Page } from "../types.js";
 
@@ -10,28 +10,28 @@ export function AgentList({ session }: { session: Session }) {
   const [kind, setKind] = useState("");
   const [search, setSearch] = useState("");
   const [cursor, setCursor] = useState<string[]>([]);
-  const [page, setPage] = useState<Page<Agent>>();
-  const [error, setError] = useState<unknown>();
   const after = cursor.at(-1);
-  useEffect(() => {
-    setError(undefined);
-    const query: Record<string, string> = { limit: "20" };
-    if (kind) query.kind = kind;
-    if (after) query.after = after;
-    call<Page<Agent>>(session.key, projectPath(session.project, "/agents", query)).then(
-      setPage,
-      (err) => {
-        setPage(undefined);
-        setError(err);
-      },
-    );
-  }, [session, kind, after]);
+  const query: Record<string, string> = { limit: "20", include: "live_session_count" };
+  if (kind) query.kind = kind;
+  if (after) query.after = after;
+  const options = {
+    queryKey: ["agents", session.project, query],
+    queryFn: () => call<Page<Agent>>(session.key, projectPath(session.project, "/agents", query)),
+  };
+  // The first page's request goes out with the first render, not after the first paint (when
+  // the query's observer subscribes); the observer then shares the request in flight.
+  useState(() => void queryClient.prefetchQuery(options));
+  const { data: page, error } = useQuery(options);
   const shown = (page?.data ?? []).filter((a) =>
     a.name.toLowerCase().includes(search.trim().toLowerCase()),
   );
   return (
     <section>
       <h1>Agents</h1>
+      <p class="actions">
+        <a href="/create-agent">Create a prompt agent</a>
+        <a href="/deploy">Deploy a hosted agent</a>
+      </p>
       <div class="filters">
         <label>
           Kind
@@ -61,8 +61,10 @@ export function AgentList({ session }: { session: Session }) {
             </>
           ) : (
             <>
-              No agents in project {session.project} yet. Create one with the API or an official
-              client (<code>POST /api/projects/{session.project}/agents</code>); it shows up here.
+              No agents in project {session.project} yet.{" "}
+              <a href="/create-agent">Create a prompt agent</a>,{" "}
+              <a href="/deploy">deploy a hosted one</a>, or use the API or an official client (
+              <code>POST /api/projects/{session.project}/agents</code>); it shows up here.
             </>
           )}
         </p>
@@ -78,25 +80,19 @@ export function AgentList({ session }: { session: Session }) {
               <th scope="col">Kind</th>
               <th scope="col">State</th>
               <th scope="col">Latest version</th>
+              <th scope="col">Live sessions</th>
             </tr>
           </thead>
           <tbody>
             {shown.map((a) => (
               <tr key={a.name}>
                 <td>
-                  <a
-                    href={`/agents/${encodeURIComponent(a.name)}`}
-                    onClick={(e) => {
-                      e.preventDefault();
-                      navigate(`/agents/${encodeURIComponent(a.name)}`);
-                    }}
-                  >
-                    {a.name}
-                  </a>
+                  <a href={`/agents/${encodeURIComponent(a.name)}`}>{a.name}</a>
                 </td>
                 <td>{a.versions.latest.definition.kind}</td>
                 <td>{a.state}</td>
                 <td>{a.versions.latest.version}</td>
+                <td>{a.live_session_count ?? ""}</td>
               </tr>
             ))}
           </tbody>
