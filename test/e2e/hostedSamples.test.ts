@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { cpSync } from "node:fs";
+import { cpSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
@@ -18,7 +18,8 @@ import {
  * The sample agents of docs/hosted-agents.md, deployed exactly as the page says: zipped with
  * `zip`, deployed and asked through the official client (docs/samples/deploy.mjs) and through
  * curl (docs/samples/deploy.sh), into real bwrap sandboxes; each answers twice in one session
- * (its home keeps the turn count), and streams through the official `openai` client.
+ * (its home keeps the turn count), and streams through the official `openai` client. The
+ * Node sample is built on @agenthost/agentserver, packed and installed by remote_build.
  */
 
 const run = promisify(execFile);
@@ -37,10 +38,20 @@ after(async () => {
   removeDir(work);
 });
 
-/** A copy of a sample with its agent.zip made by the documented command. */
+/**
+ * A copy of a sample with its agent.zip made by the documented commands: for the Node one,
+ * first `npm pack` of packages/agentserver (it builds itself) into the app's vendor/.
+ */
 async function zipped(sample: string): Promise<string> {
   const dir = path.join(work, sample);
   cpSync(path.join(samples, sample), dir, { recursive: true });
+  if (sample === "hosted-node") {
+    const vendor = path.join(dir, "app/vendor");
+    mkdirSync(vendor, { recursive: true });
+    await run("npm", ["pack", "./packages/agentserver", "--pack-destination", vendor], {
+      cwd: repoRoot,
+    });
+  }
   await run("zip", ["-r", "../agent.zip", "."], { cwd: path.join(dir, "app") });
   return dir;
 }
