@@ -3,24 +3,57 @@
 // on the listening Unix socket the host handed it as a descriptor, relays its own loopback
 // relay port (when the host gives one) to the host's outbound socket, and imports the entry
 // point in this process.
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import { createInterface } from "node:readline";
 import path from "node:path";
+import { setTimeout, clearTimeout } from "node:timers";
 import { pathToFileURL } from "node:url";
 
 const listenerFd = Number(process.argv[2]);
+// The host's control socket for commands run in this sandbox (`:exec`), when it gives one.
+const execArg = process.argv.find((a) => a.startsWith("--exec-fd="));
+const execFd = execArg === undefined ? undefined : Number(execArg.slice("--exec-fd=".length));
 // Every descriptor without close-on-exec but stdio and the listener came from outside (Node's
 // own are close-on-exec): nothing else is ours.
 for (const name of fs.readdirSync("/proc/self/fd")) {
   const fd = Number(name);
-  if (fd <= 2 || fd === listenerFd) continue;
+  if (fd <= 2 || fd === listenerFd || fd === execFd) continue;
   try {
     const flags = /^flags:\s*([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
     if ((parseInt(flags?.[1] ?? "0", 8) & 0o2000000) === 0) fs.closeSync(fd);
   } catch {
     // the listing's own descriptor, closed by now
   }
+}
+// The exec helper (exec_helper.py, the same for both loaders) starts before any agent code
+// runs, with the control socket as its descriptor 3; this process keeps no copy of it.
+// Until the helper says (one byte on its descriptor 4) that it is non-dumpable and holds no
+// stray descriptor, the agent's code could open its /proc/<pid>/mem: none of it runs before.
+// No word in time: no helper.
+if (execFd !== undefined) {
+  const helper = path.join(path.dirname(new URL(import.meta.url).pathname), "exec_helper.py");
+  const child = spawn("/usr/bin/python3", ["-I", "-S", helper, "3", "4"], {
+    stdio: ["ignore", "ignore", "ignore", execFd, "pipe"],
+  });
+  fs.closeSync(execFd);
+  const ready = await new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 5000);
+    const done = (ok) => {
+      clearTimeout(timer);
+      resolve(ok);
+    };
+    child.on("error", () => done(false)); // no Python here: exec answers that its helper is gone
+    const pipe = child.stdio[4];
+    if (!pipe) return done(false);
+    pipe.once("data", (b) => done(b[0] === 0x31));
+    pipe.once("end", () => done(false));
+    pipe.once("error", () => done(false));
+  });
+  child.stdio[4]?.destroy();
+  if (!ready) child.kill("SIGKILL");
+  child.unref();
 }
 // A warm sandbox has time to spare: load what agents use most before the agent is known.
 if (process.argv.includes("--preload"))

@@ -11,18 +11,24 @@ and runs the entry point in this process.
 import json
 import os
 import runpy
+import select
+import signal
 import socket
 import sys
 import threading
 
 LISTENER_FD = int(sys.argv[1])
+# How long the exec helper has to report that the agent cannot reach it.
+READY_TIMEOUT = 5.0
+# The host's control socket for commands run in this sandbox (`:exec`), when it gives one.
+EXEC_FD = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--exec-fd=")), None)
 
 
 def close_strays():
     """Closes every inheritable descriptor but stdio and the listener: nothing else is ours."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd <= 2 or fd == LISTENER_FD:
+        if fd <= 2 or fd in (LISTENER_FD, EXEC_FD):
             continue
         try:
             if os.get_inheritable(fd):
@@ -32,6 +38,39 @@ def close_strays():
 
 
 close_strays()
+
+
+def start_exec_helper():
+    """Forks the exec helper before any agent code runs; this process keeps no copy of its socket."""
+    if EXEC_FD is None:
+        return
+    helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exec_helper.py")
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.close(LISTENER_FD)
+            os.close(ready_r)
+            os.set_inheritable(ready_w, True)
+            argv = [sys.executable, "-I", "-S", helper, str(EXEC_FD), str(ready_w)]
+            os.execv(sys.executable, argv)
+        finally:
+            os._exit(127)
+    os.close(EXEC_FD)
+    os.close(ready_w)
+    # Until the helper says it is non-dumpable (and holds no stray descriptor), the agent's
+    # code could open its /proc/<pid>/mem: none of it runs before. No word in time: no helper.
+    ready, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
+    if not ready or os.read(ready_r, 1) != b"1":
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(ready_r)
+
+
+start_exec_helper()
 
 if "--preload" in sys.argv:
     # A warm sandbox has time to spare: import what agents use most, so that the agent's

@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { accessSync, constants } from "node:fs";
 import { readFile } from "node:fs/promises";
-import type { Readable, Writable } from "node:stream";
+import type { Duplex, Readable, Writable } from "node:stream";
 import type { Cgroup, CgroupHost } from "./cgroups.js";
 import type {
   OutboundRelay,
@@ -10,6 +11,7 @@ import type {
   SandboxDriver,
   SandboxOptions,
 } from "./driver.js";
+import { ExecChannel } from "./execChannel.js";
 import { superviseRun } from "./oneShot.js";
 import { SandboxProcess, type HostLayout } from "./sandboxProcess.js";
 import { seccompFilter } from "./seccomp.js";
@@ -40,7 +42,11 @@ export class BwrapDriver implements SandboxDriver {
     private readonly relay?: OutboundRelay,
   ) {}
 
+  /** Why a Node sandbox has no exec helper (no Python to run it), probed once. */
+  private readonly nodeExecMissing = probeExecHelper();
+
   async start(options: SandboxOptions): Promise<SandboxProcess> {
+    const noExec = options.language === "python" ? undefined : this.nodeExecMissing;
     const { run, cgroup } = await this.host.prepare(this.cgroups, options);
     const uid = options.uid ?? this.host.uid;
     let relay: { close(): Promise<void> } | undefined;
@@ -66,7 +72,10 @@ export class BwrapDriver implements SandboxDriver {
       ...sandboxTail(),
     ];
     // Only the command (sandbox paths) stays on bwrap's command line: bwrap wants it there.
-    const command = ["--", ...loaderCommand(options, "/opt/agenthost", listenerFd)];
+    const command = [
+      "--",
+      ...loaderCommand(options, "/opt/agenthost", listenerFd, noExec ? undefined : execFd),
+    ];
     const child = spawn("bwrap", ["--args", "6", ...command], {
       // bwrap's own process is the sandbox's pid 1, readable there: it gets no environment.
       env: {},
@@ -74,7 +83,12 @@ export class BwrapDriver implements SandboxDriver {
       // Every sandbox shares the sandbox group: built code is readable through it (homes are
       // 0700, so it opens no session's files to another).
       gid: this.host.uid,
-      stdio: ["pipe", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe", listener.fd],
+      // 8: the exec channel (a socket pair; see ExecChannel), its far end for the helper.
+      stdio: [
+        ...(["pipe", "pipe", "pipe", "pipe", "pipe", "pipe", "pipe"] as const),
+        listener.fd,
+        noExec ? "ignore" : "pipe",
+      ],
     });
     listener.release();
     for (const stream of child.stdio) stream?.on("error", () => {});
@@ -90,6 +104,8 @@ export class BwrapDriver implements SandboxDriver {
         .map(Number);
     const paths = { app: "/app", home: "/home/agent" };
     const sandbox = new SandboxProcess(child, options.id, run, cgroup, this.host, paths, agentPids);
+    if (noExec) sandbox.noExec(noExec);
+    else sandbox.useExec(new ExecChannel((child.stdio as unknown as Duplex[])[8]!));
     if (relay) sandbox.useRelay({ port: relayPort, socket: relaySocket, close: relay.close });
     try {
       childPid = await place(child, cgroup, options.network, (p) => sandbox.holdUntilExit(p));
@@ -185,6 +201,17 @@ function sandboxTail(env: Record<string, string> = {}): string[] {
 
 /** The descriptor the loader finds its listening socket on, in a bwrap sandbox. */
 const listenerFd = 7;
+/**
+ * The descriptor of the exec channel, handed by the loader to the exec helper before any
+ * agent code runs (sandbox/exec_helper.py). Commands of `:exec` are started by that helper,
+ * inside the sandbox, rather than by the host entering the sandbox's namespaces (nsenter):
+ * being a descendant of the sandbox's own process, the command has every wall of the agent
+ * (namespaces, mounts, cgroup, seccomp filter, no capabilities, no new privileges, the uid)
+ * by inheritance, while a process entering from outside would have to rebuild each of them
+ * by hand, with full capabilities in the sandbox's user namespace until it did; one omission
+ * there is an escape.
+ */
+const execFd = 8;
 /** Where a bwrap sandbox sees its outbound socket (read-only: it cannot be moved or replaced). */
 const relaySocket = "/run/agenthost/relay.sock";
 /** The loopback port in a bwrap sandbox that reaches the service (its own network namespace). */
@@ -195,8 +222,12 @@ export function loaderCommand(
   options: Pick<SandboxOptions, "language" | "interpreter" | "limits" | "preload">,
   loaderDir: string,
   listenerFd: number,
+  execFd?: number,
 ): string[] {
-  const preload = options.preload ? ["--preload"] : [];
+  const preload = [
+    ...(options.preload ? ["--preload"] : []),
+    ...(execFd !== undefined ? [`--exec-fd=${execFd}`] : []),
+  ];
   const fd = String(listenerFd);
   if (options.language === "python")
     return [options.interpreter, "-I", `${loaderDir}/loader.py`, fd, ...preload];
@@ -284,6 +315,19 @@ async function attachNetwork(
   slirp.stderr!.on("data", (b: Buffer) => errors.push(b));
   for await (const chunk of ready) if (String(chunk).includes("1")) return;
   throw new Error(`slirp4netns failed: ${Buffer.concat(errors).toString().trim()}`);
+}
+
+/** The exec helper's interpreter in a Node sandbox (the host's /usr, read-only). */
+export const execHelperPython = "/usr/bin/python3";
+
+/** Why a Node sandbox cannot run the exec helper, or undefined when it can. */
+export function probeExecHelper(python = execHelperPython): string | undefined {
+  try {
+    accessSync(python, constants.X_OK);
+    return undefined;
+  } catch {
+    return `no ${python} for the exec helper`;
+  }
 }
 
 /**

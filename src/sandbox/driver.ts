@@ -62,6 +62,15 @@ export interface Sandbox {
   launch(launch: Launch): Promise<void>;
   /** SIGTERM to the agent, then after `graceMs` a kill of everything left; verified empty. */
   stop(graceMs: number): Promise<Exit>;
+  /** Why `exec` cannot run a command in this sandbox, or undefined when it can. */
+  readonly execUnavailable: ExecUnavailable | undefined;
+  /** Commands running through `exec` now. */
+  readonly execCount: number;
+  /**
+   * Runs a command beside the agent, behind the same walls (namespaces, cgroup, seccomp
+   * filter, uid), through the sandbox's exec helper; throws when `execUnavailable`.
+   */
+  exec(spec: ExecSpec): ExecProcess;
 }
 
 /** Where a one-shot command sees its directories (in the sandbox, or host paths unisolated). */
@@ -127,4 +136,38 @@ export interface SandboxDriver {
   sweep(): Promise<number>;
   /** After the last sandbox has stopped: removes what the driver keeps on the host. */
   dispose(): Promise<void>;
+}
+
+export interface ExecSpec {
+  argv: string[];
+  env: Record<string, string>;
+  /** The working directory, as the sandbox sees it. */
+  cwd: string;
+  stdin?: Buffer;
+}
+
+export type ExecEvent =
+  | { type: "stdout" | "stderr"; data: Buffer }
+  | { type: "error"; message: string }
+  | { type: "exit"; code: number | null; signal: string | null };
+
+/** One command running in the sandbox. */
+export interface ExecProcess {
+  /** Its events in order, the last an `exit`; asking for the next grants the last chunk's credit. */
+  events: AsyncIterable<ExecEvent>;
+  /** Kills the command's process group (the exit event follows). */
+  kill(): void;
+  /** Nobody reads `events` any more: what output still comes is dropped. */
+  detach(): void;
+  /**
+   * The sandbox did not confirm the command's end: kills it again and forgets it (it no longer
+   * counts as running; whatever comes for it is dropped).
+   */
+  abandon(): void;
+}
+
+/** Why a sandbox runs no commands: its driver cannot (`unsupported`), or not now. */
+export interface ExecUnavailable {
+  kind: "unsupported" | "unavailable";
+  message: string;
 }

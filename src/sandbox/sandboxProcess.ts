@@ -8,7 +8,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { removeTree } from "../trees/agentTree.js";
 import type { Cgroup, CgroupHost, Limits } from "./cgroups.js";
-import type { Exit, Launch, OutputListener, Sandbox } from "./driver.js";
+import type {
+  ExecProcess,
+  ExecSpec,
+  ExecUnavailable,
+  Exit,
+  Launch,
+  OutputListener,
+  Sandbox,
+} from "./driver.js";
+import type { ExecChannel } from "./execChannel.js";
 
 const loaderSource = fileURLToPath(new URL("../../sandbox/", import.meta.url));
 /** Output read before anyone listens; past it the pipes wait for a listener. */
@@ -48,7 +57,7 @@ export class HostLayout {
     // Traversable by the sandbox uids (bwrap binds a sandbox's socket from here as that uid).
     await mkdir(path.join(root, "relay"), { mode: 0o711 });
     await chmod(root, 0o711);
-    for (const loader of ["loader.py", "loader.mjs"])
+    for (const loader of ["loader.py", "loader.mjs", "exec_helper.py"])
       await copyFile(path.join(loaderSource, loader), path.join(files, loader));
     await writeFile(
       path.join(files, "passwd"),
@@ -140,6 +149,7 @@ export class SandboxProcess implements Sandbox {
   private readonly held: ChildProcess[] = [];
   private fixedEnv: Record<string, string> = {};
   private relay: { port: number; socket: string; close(): Promise<void> } | undefined;
+  private execChannel: ExecChannel | undefined;
 
   constructor(
     private readonly child: ChildProcess,
@@ -159,6 +169,7 @@ export class SandboxProcess implements Sandbox {
       child.once("exit", (code, signal) => resolve({ code, signal })),
     ).then(async ({ code, signal }) => {
       this.done = true;
+      this.execChannel?.close();
       await this.cgroup.killAll();
       if (!this.listener) this.onOutput(() => {}); // nobody will read it: let the pipes end
       // Once nothing holds them, the pipes end: the last output (a traceback) is in.
@@ -231,6 +242,41 @@ export class SandboxProcess implements Sandbox {
    */
   useRelay(relay: { port: number; socket: string; close(): Promise<void> }): void {
     this.relay = relay;
+  }
+
+  /** The sandbox's exec channel (its helper holds the other end). */
+  useExec(channel: ExecChannel): void {
+    this.execChannel = channel;
+  }
+
+  /** The sandbox has no exec helper, for this reason. */
+  noExec(why: string): void {
+    this.noExecWhy = why;
+  }
+
+  private noExecWhy: string | undefined;
+
+  get execUnavailable(): ExecUnavailable | undefined {
+    const unavailable = (message: string) => ({ kind: "unavailable" as const, message });
+    if (this.noExecWhy) return unavailable(this.noExecWhy);
+    if (!this.execChannel)
+      return {
+        kind: "unsupported",
+        message: "this sandbox driver cannot run commands in a session",
+      };
+    if (this.done) return unavailable("the sandbox has stopped");
+    const why = this.execChannel.unavailable;
+    return why === undefined ? undefined : unavailable(why);
+  }
+
+  get execCount(): number {
+    return this.execChannel?.count ?? 0;
+  }
+
+  exec(spec: ExecSpec): ExecProcess {
+    const why = this.execUnavailable;
+    if (why !== undefined) throw new Error(why.message);
+    return this.execChannel!.start(spec);
   }
 
   /** Environment the driver insists on, whatever the launch asks for. */

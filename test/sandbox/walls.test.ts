@@ -191,6 +191,34 @@ describe("sandbox walls", { skip }, () => {
     });
   });
 
+  describe("the exec helper", () => {
+    for (const fixture of ["exec-probe", "exec-probe-node"]) {
+      it(`is out of the agent's reach from the agent's first instruction (${fixture})`, async () => {
+        const probeDir = tempDir("agenthost-exec-probe-");
+        chmodSync(probeDir, 0o711);
+        try {
+          // A cold sandbox: the agent starts right after the helper, and races it.
+          const run = await bash(
+            `exec node --import tsx test/helpers/sandboxProbe.ts ${probeDir} ${sandboxUid} ${fixture} /probe`,
+          );
+          assert.equal(run.code, 0, run.stderr);
+          const report = JSON.parse(run.stdout) as {
+            tries: number;
+            opened: boolean;
+            control: string;
+            error?: string;
+          };
+          assert.equal(report.control, "opened", "the agent may open its own child's memory");
+          assert.ok(report.tries > 0, `the agent saw the helper: ${run.stdout}`);
+          assert.equal(report.opened, false, `the agent opened the helper's memory: ${run.stdout}`);
+          assert.match(String(report.error), /^(EACCES|Permission denied)$/);
+        } finally {
+          removeDir(probeDir);
+        }
+      });
+    }
+  });
+
   describe("descriptors", () => {
     for (const fixture of ["walls", "walls-node"]) {
       it(`leaves nothing the service inherited open in a sandbox (${fixture})`, async () => {
