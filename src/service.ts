@@ -37,8 +37,13 @@ import { SandboxRelay } from "./gateway/sandboxRelay.js";
 import { SessionTokens } from "./gateway/sessionTokens.js";
 import { Meter } from "./gateway/metering.js";
 import { SessionForwarder } from "./forwarder/sessionForwarder.js";
+import { InvocationService } from "./protocols/invocations/invocationService.js";
 import { ConversationService } from "./responses/conversationService.js";
 import { ResponseService } from "./responses/responseService.js";
+import { AgentMcpServer } from "./protocols/mcp/agentMcpServer.js";
+import { defaultAnswerOptions } from "./protocols/agentAnswer.js";
+import { ActivityService } from "./protocols/activity/activityService.js";
+import { A2aService } from "./protocols/a2a/a2aService.js";
 import { McpTools } from "./tools/mcp.js";
 import { DeploymentService } from "./gateway/deploymentService.js";
 import { discoverModels, type DiscoveredUpstream, type Discovery } from "./gateway/discovery.js";
@@ -333,6 +338,25 @@ export function createServices(
     allowPrivateNetworks: config.mcpAllowPrivateNetworks,
     log,
   });
+  const forwarder =
+    "unavailable" in sandboxes
+      ? undefined
+      : new SessionForwarder(sessions, {
+          answerTimeoutMs: config.agentHeadersTimeoutSeconds * 1000,
+        });
+  const invocations = new InvocationService(forwarder, {
+    maxBodyBytes: config.maxInvocationBytes,
+    recordsPerCaller: config.invocationRecordsPerCaller,
+    maxRecords: 100_000,
+    socket: {
+      maxMessageBytes: config.maxSocketMessageBytes,
+      handshakeTimeoutMs: config.agentHeadersTimeoutSeconds * 1000,
+      acceptTimeoutMs: socketAcceptMs(config),
+      highWaterBytes: 1024 * 1024,
+      idleMs: config.socketIdleSeconds * 1000,
+      pingMs: 30_000,
+    },
+  });
   const responses = new ResponseService({
     agents: store.agents,
     responses: store.responses,
@@ -340,10 +364,12 @@ export function createServices(
     gateway,
     mcp,
     meter,
-    forwarder: "unavailable" in sandboxes ? undefined : new SessionForwarder(sessions),
+    forwarder,
     clock,
     log,
   });
+  const answers = { ...defaultAnswerOptions, timeoutMs: config.answerTimeoutSeconds * 1000 };
+  const conversations = new ConversationService(store.conversations, clock);
   return {
     agents,
     code,
@@ -351,7 +377,24 @@ export function createServices(
     manifests: new ManifestService(store.manifests, clock),
     sessions,
     responses,
-    conversations: new ConversationService(store.conversations, clock),
+    conversations,
+    agentMcp: new AgentMcpServer({ responses, log, answers }),
+    activities: new ActivityService({
+      responses,
+      forwarder,
+      conversations: store.activity,
+      clock,
+      answers,
+    }),
+    a2a: new A2aService({
+      repo: store.a2a,
+      responses,
+      conversations,
+      answers,
+      clock,
+      log,
+    }),
+    invocations,
     mcp,
     sandboxes,
     keys: new KeyService(store.keys, store.projects, clock),
@@ -484,6 +527,9 @@ async function startHolding(
     storedDeployments += (await store.deployments.list(project)).length;
   const stranded = await services.responses.recover();
   if (stranded > 0) log.warn({ responses: stranded }, "responses running at the last stop failed");
+  const strandedTasks = await services.a2a.recover();
+  if (strandedTasks > 0)
+    log.warn({ tasks: strandedTasks }, "A2A tasks running at the last stop failed");
   const tls: { cert: string; key: string; caFile?: string } | undefined = !config.tls
     ? undefined
     : (supplied ??
@@ -491,7 +537,8 @@ async function startHolding(
         path.join(config.dataDir, "tls"),
         certificateNames(config.host, config.tlsSan ?? []),
       ));
-  const connections = connectionLimits(raiseFileLimit());
+  // A WebSocket handshake's connection outlives the service's own deadline for its start.
+  const connections = connectionLimits(raiseFileLimit(), socketAcceptMs(config) + 5_000);
   log.info(
     {
       maxConnections: connections.maxConnections,
@@ -540,6 +587,8 @@ async function startHolding(
       // The whole shutdown fits in the sandboxes' stop grace, whatever clients do meanwhile.
       const deadline = Date.now() + config.sessionStopGraceSeconds * 1000;
       // Running responses are cancelled (and saved) first: their streams end with them.
+      // Running A2A tasks are cancelled and end (canceled, saved) within the grace.
+      await services.a2a.close(Math.max(0, deadline - Date.now()));
       await services.responses.close();
       await services.meter.flush();
       // No new requests; log streams end at once (a last status frame). Requests in flight
@@ -565,4 +614,9 @@ async function startHolding(
       lock.release();
     },
   };
+}
+
+/** An `invocations_ws` start: its session's start, then the agent's handshake. */
+function socketAcceptMs(config: Config): number {
+  return (config.sessionStartTimeoutSeconds + config.agentHeadersTimeoutSeconds) * 1000;
 }

@@ -44,6 +44,7 @@ export async function serveCommand(
     `agenthost is listening on ${service.origin}`,
     ...service.urls.slice(1).map((url) => `                      and ${url}`),
     `  Project endpoint:  ${endpoint}`,
+    `  Console:           ${service.origin}/ (sign in with an API key)`,
     `  Data directory:    ${config.dataDir} (database: ${databaseFile(config)})`,
   ];
   if (service.caFile) {

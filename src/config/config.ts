@@ -158,10 +158,33 @@ const configSchema = z.object({
   mcpTimeoutSeconds: z.coerce.number().min(0.1).default(30),
   /** Let MCP servers be on loopback, link-local, private or this host's own addresses. */
   mcpAllowPrivateNetworks: z.boolean().default(false),
+  /**
+   * Longest an agent may take to answer an MCP tool call or an activity (endpoint protocols);
+   * at most a day (a timer cannot run much past 24.8 days).
+   */
+  answerTimeoutSeconds: z.coerce.number().min(0.1).max(86_400).default(600),
   /** A log stream with nothing to say sends a status line this often. */
   logKeepAliveSeconds: z.coerce.number().min(0.1).default(60),
   /** Longest silence of a model server: before its first chunk, and between two. */
   upstreamTimeoutSeconds: z.coerce.number().min(0.1).default(120),
+  /** Longest wait for a hosted agent's answer headers once a forwarded call is sent. */
+  agentHeadersTimeoutSeconds: z.coerce.number().min(0.1).max(86_400).default(120),
+  /** The largest `invocations` request body passed to an agent (streamed, never held). */
+  maxInvocationBytes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(1024 * 1024 * 1024),
+  /** The largest `invocations_ws` message either way (a bigger one closes with 1009). */
+  maxSocketMessageBytes: z.coerce
+    .number()
+    .int()
+    .min(125)
+    .default(4 * 1024 * 1024),
+  /** Invocations remembered for `GET`/cancel per identity of a project (its oldest forgotten). */
+  invocationRecordsPerCaller: z.coerce.number().int().min(1).max(100_000).default(10_000),
+  /** An `invocations_ws` connection with no message either way for this long is closed. */
+  socketIdleSeconds: z.coerce.number().min(1).default(300),
   /** Retries of a 429, 5xx or connection failure before a model server's first chunk. */
   upstreamRetries: z.coerce.number().int().min(0).max(10).default(2),
   /** Offer the models of OPENAI_API_KEY's server and of a local Ollama in every project. */
@@ -274,9 +297,15 @@ const envNames: { [K in keyof ConfigInput]-?: string } = {
   budgetWallClockSeconds: "AGENTHOST_BUDGET_WALL_CLOCK_SECONDS",
   mcpTimeoutSeconds: "AGENTHOST_MCP_TIMEOUT_SECONDS",
   mcpAllowPrivateNetworks: "AGENTHOST_MCP_ALLOW_PRIVATE_NETWORKS",
+  answerTimeoutSeconds: "AGENTHOST_ANSWER_TIMEOUT_SECONDS",
   logKeepAliveSeconds: "AGENTHOST_LOG_KEEPALIVE_SECONDS",
   upstreamTimeoutSeconds: "AGENTHOST_UPSTREAM_TIMEOUT_SECONDS",
   upstreamRetries: "AGENTHOST_UPSTREAM_RETRIES",
+  agentHeadersTimeoutSeconds: "AGENTHOST_AGENT_HEADERS_TIMEOUT_SECONDS",
+  maxInvocationBytes: "AGENTHOST_MAX_INVOCATION_BYTES",
+  maxSocketMessageBytes: "AGENTHOST_MAX_SOCKET_MESSAGE_BYTES",
+  socketIdleSeconds: "AGENTHOST_SOCKET_IDLE_SECONDS",
+  invocationRecordsPerCaller: "AGENTHOST_INVOCATION_RECORDS_PER_CALLER",
   modelDiscovery: "AGENTHOST_MODEL_DISCOVERY",
   ollamaUrl: "AGENTHOST_OLLAMA_URL",
   logLevel: "AGENTHOST_LOG_LEVEL",

@@ -74,9 +74,18 @@ export const errorCodes = {
     summary:
       "The agent's endpoint does not list this protocol in `agent_endpoint.protocol_configuration`.",
   },
-  protocol_not_supported: {
-    status: 501,
-    summary: "The agent's endpoint lists this protocol, but agenthost does not serve it.",
+  session_not_running: {
+    status: 409,
+    summary:
+      "The session has no running sandbox (idle, stopped, starting or ended); use it to start it first.",
+  },
+  exec_unavailable: {
+    status: 409,
+    summary: "The session's sandbox cannot run commands now (its exec helper is gone).",
+  },
+  too_many_execs: {
+    status: 429,
+    summary: "The session already runs as many `:exec` commands at once as the service allows.",
   },
   session_not_ready: {
     status: 424,
@@ -97,6 +106,11 @@ export const errorCodes = {
   upstream_error: {
     status: 502,
     summary: "The deployment's model server refused the call or could not be reached.",
+  },
+  agent_failed: {
+    status: 502,
+    summary:
+      "The agent could not answer: a failed response, no text, an answer too large, or none in time.",
   },
   upstream_timeout: {
     status: 504,

@@ -104,7 +104,12 @@ export const pageQuery = {
   before: z.string().min(1).optional(),
 };
 
-export const listAgentsQuery = z.object({ ...pageQuery, kind: z.enum(agentKinds).optional() });
+export const listAgentsQuery = z.object({
+  ...pageQuery,
+  kind: z.enum(agentKinds).optional(),
+  /** `live_session_count`: each agent also carries its count of live sessions. */
+  include: z.enum(["live_session_count"]).optional(),
+});
 export const listVersionsQuery = z.object({
   ...pageQuery,
   include_drafts: booleanQuery.default(false),
@@ -177,4 +182,94 @@ export const listSessionsQuery = z.object({
     .optional(),
 });
 
+/** `GET {project}/sessions`: cursors are `<agent_name>/<agent_session_id>`. */
+export const listProjectSessionsQuery = listSessionsQuery.extend({
+  after: z
+    .string()
+    .regex(/^[^/]+\/[^/]+$/, "must be <agent_name>/<agent_session_id>")
+    .optional(),
+  before: z
+    .string()
+    .regex(/^[^/]+\/[^/]+$/, "must be <agent_name>/<agent_session_id>")
+    .optional(),
+  agent_name: z.string().min(1).max(256).optional(),
+  /** Admin only. */
+  owner: z.string().min(1).max(512).optional(),
+});
+
 export type CreateSessionBody = z.infer<typeof createSessionBody>;
+
+/** `POST …/sessions/{id}:exec` (docs/api.md "Exec into a session"). */
+export const execLimits = {
+  maxArgs: 256,
+  maxArgvBytes: 64 * 1024,
+  maxStdinBytes: 256 * 1024,
+  maxEnv: 64,
+  /** The command and env as JSON: the helper's frame limit (256 KiB) less room for the rest. */
+  maxEncodedStartBytes: 240 * 1024,
+  defaultTimeoutSeconds: 60,
+  maxTimeoutSeconds: 600,
+} as const;
+
+const noNul = (s: string) => !s.includes("\0");
+
+export const execSessionBody = z
+  .strictObject({
+    command: z
+      .array(z.string().max(execLimits.maxArgvBytes).refine(noNul, "must not contain NUL"))
+      .min(1)
+      .max(execLimits.maxArgs)
+      .refine((a) => a[0] !== "", "the program (the first word) must not be empty")
+      .refine(
+        (a) => a.reduce((n, s) => n + Buffer.byteLength(s) + 1, 0) <= execLimits.maxArgvBytes,
+        `must be at most ${execLimits.maxArgvBytes} bytes in all`,
+      ),
+    stdin: z
+      .string()
+      .refine(
+        (s) => Buffer.byteLength(s) <= execLimits.maxStdinBytes,
+        `must be at most ${execLimits.maxStdinBytes} bytes`,
+      )
+      .optional(),
+    timeout_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(execLimits.maxTimeoutSeconds)
+      .default(execLimits.defaultTimeoutSeconds),
+    env: z
+      .record(
+        z
+          .string()
+          .regex(
+            /^[A-Za-z_][A-Za-z0-9_]{0,127}$/,
+            "names must be 1-128 of [A-Za-z0-9_], not starting with a digit",
+          ),
+        z.string().max(4096).refine(noNul, "must not contain NUL"),
+      )
+      .refine(
+        (e) => Object.keys(e).length <= execLimits.maxEnv,
+        `at most ${execLimits.maxEnv} variables`,
+      )
+      .optional(),
+  })
+  .superRefine((body, ctx) => {
+    // What the sandbox's exec helper is handed (one frame of at most 256 KiB) holds the
+    // command and the environment as JSON, with room kept for the rest.
+    const encoded = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+    const argv = encoded(body.command);
+    if (argv > execLimits.maxEncodedStartBytes)
+      ctx.addIssue({
+        code: "custom",
+        path: ["command"],
+        message: `must be at most ${execLimits.maxEncodedStartBytes} bytes as JSON`,
+      });
+    else if (argv + encoded(body.env ?? {}) > execLimits.maxEncodedStartBytes)
+      ctx.addIssue({
+        code: "custom",
+        path: ["env"],
+        message: `must be at most ${execLimits.maxEncodedStartBytes} bytes as JSON with the command`,
+      });
+  });
+
+export type ExecSessionBody = z.infer<typeof execSessionBody>;

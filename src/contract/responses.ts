@@ -161,3 +161,7 @@ export const listItemsQuery = z.looseObject({
   after: z.string().min(1).optional(),
   before: z.string().min(1).optional(),
 });
+
+export const listConversationsQuery = listItemsQuery.extend({
+  agent_name: z.string().min(1).max(256).optional(),
+});

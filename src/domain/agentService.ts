@@ -14,6 +14,7 @@ import type {
 } from "./model.js";
 import type { AgentRepository, Clock, FollowedLog, HostedCode, LiveSessions } from "./ports.js";
 import { trafficRules } from "./trafficRules.js";
+import { isObject } from "../lib/isObject.js";
 
 /** A version as the caller describes it, already validated against the contract. */
 export interface VersionSpec {
@@ -94,6 +95,18 @@ export class AgentService {
 
   list(project: string, page: PageRequest & { kind?: string }): Promise<Page<Agent>> {
     return this.agents.list(project, page);
+  }
+
+  /** A page of agents, each with its count of live (creating or active) sessions. */
+  async listWithLiveSessions(
+    project: string,
+    page: PageRequest & { kind?: string },
+  ): Promise<Page<{ agent: Agent; liveSessions: number }>> {
+    const agents = await this.agents.list(project, page);
+    const items = [];
+    for (const agent of agents.items)
+      items.push({ agent, liveSessions: await this.sessions.count(project, agent.name) });
+    return { items, hasMore: agents.hasMore };
   }
 
   /**
@@ -417,9 +430,6 @@ function initialStatus(definition: JsonObject): Pick<NewVersion, "status" | "sta
     },
   };
 }
-
-const isObject = (v: unknown): v is JsonObject =>
-  typeof v === "object" && v !== null && !Array.isArray(v);
 
 function throwAgentNotFound(name: string): never {
   throw notFound(`Agent '${name}'`, "agent_name");

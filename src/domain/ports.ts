@@ -3,6 +3,8 @@ import type {
   ResponseRepository,
   UsageRepository,
 } from "../responses/ports.js";
+import type { ActivityRepository } from "../protocols/activity/ports.js";
+import type { A2aRepository } from "../protocols/a2a/ports.js";
 import type { Readable } from "node:stream";
 import type { Manifest } from "./manifests.js";
 import type {
@@ -244,6 +246,14 @@ export interface SessionFilter {
   status?: SessionStatus;
 }
 
+/** A session named across a project's agents (a project-wide page cursor). */
+export interface SessionRef {
+  agentName: string;
+  id: string;
+}
+
+export type ProjectSessionFilter = Omit<SessionFilter, "agentName"> & { agentName?: string };
+
 /** Sessions of hosted agents. Ids are unique per agent. */
 export interface SessionRepository {
   /** False when the agent already has a session with this id. */
@@ -251,6 +261,14 @@ export interface SessionRepository {
   get(project: string, agentName: string, id: string): Promise<Session | undefined>;
   /** Ordered by creation. */
   list(filter: SessionFilter, page: PageRequest): Promise<Page<Session>>;
+  /**
+   * A project's sessions across its agents, ordered by creation; cursors name a session by
+   * agent and id.
+   */
+  listProject(
+    filter: ProjectSessionFilter,
+    page: Omit<PageRequest, "after" | "before"> & { after?: SessionRef; before?: SessionRef },
+  ): Promise<Page<Session>>;
   /** Every session matching, oldest first. */
   all(filter: SessionFilter): Promise<Session[]>;
   /** The updated session, or undefined when it is gone. */
@@ -280,6 +298,8 @@ export interface Store {
   readonly conversations: ConversationRepository;
   readonly usage: UsageRepository;
   readonly deployments: DeploymentRepository;
+  readonly a2a: A2aRepository;
+  readonly activity: ActivityRepository;
   /** Creates or upgrades the schema; safe to call on every start. */
   migrate(): Promise<void>;
   close(): Promise<void>;

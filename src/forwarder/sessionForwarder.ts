@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
+import { Readable, Transform } from "node:stream";
 import { AppError } from "../domain/errors.js";
 import type { Caller } from "../domain/keyService.js";
 import { agentConnections } from "../sessions/agentSocket.js";
@@ -38,22 +39,39 @@ function passed(headers: http.IncomingHttpHeaders, name: RegExp): Record<string,
   return out;
 }
 
-export interface ForwardedCall {
+/** Which session a call goes to. */
+export interface SessionTarget {
   caller: Caller;
   project: string;
   agentName: string;
   /** The session to use; a new one (of `version`, else the split's pick) when absent. */
   sessionId?: string;
   version?: number;
+}
+
+export interface ForwardedCall extends SessionTarget {
   /** `POST` unless given. */
   method?: "GET" | "POST" | "DELETE";
   /** The agent's route with its query, e.g. `/responses`. */
   path: string;
-  /** With its content type; none for a call without a body. */
-  body?: Buffer;
+  /**
+   * With its content type; none for a call without a body. A stream is piped to the agent as
+   * it comes (never collected), with `contentLength` when the caller declared one, else chunked.
+   */
+  body?: Buffer | Readable;
+  /**
+   * A streamed body past `bytes` fails the call with `error()` (the source is no longer read;
+   * its reading starts only once the agent's request is open).
+   */
+  bodyLimit?: { bytes: number; error: () => AppError };
+  contentLength?: number;
   contentType?: string;
   /** The caller's `x-client-*` headers (see `clientHeadersOf`). */
   clientHeaders?: Record<string, string>;
+  /** Headers of the protocol's own for the agent (e.g. `x-agent-invocation-id`). */
+  extraHeaders?: Record<string, string>;
+  /** The caller left: the call to the agent is abandoned (before or after its answer began). */
+  signal?: AbortSignal;
 }
 
 export interface ForwardedAnswer {
@@ -69,30 +87,94 @@ export interface ForwardedAnswer {
   body: http.IncomingMessage;
 }
 
-export class SessionForwarder {
-  constructor(private readonly sessions: SessionService) {}
+/** A session held open for a connection of its own (a WebSocket): its socket and headers. */
+export interface AttachedSession {
+  sessionId: string;
+  version: number;
+  socketPath: string;
+  callId: string;
+  /** The container protocol's request headers for the agent. */
+  headers: Record<string, string>;
+  note: (message: string) => void;
+  /** Frees the session (its idle timer runs again); call once, when the connection ends. */
+  release: () => void;
+}
 
-  async forward(call: ForwardedCall): Promise<ForwardedAnswer> {
-    let id = call.sessionId;
+export interface ForwarderOptions {
+  /** Longest wait for the agent's answer headers once the request is sent. */
+  answerTimeoutMs: number;
+}
+
+export class SessionForwarder {
+  constructor(
+    private readonly sessions: SessionService,
+    private readonly options: ForwarderOptions = { answerTimeoutMs: 120_000 },
+  ) {}
+
+  /** The target session, created when none is named, opened (its sandbox running) for a call. */
+  private async open(target: SessionTarget) {
+    let id = target.sessionId;
     if (id === undefined) {
       const version =
-        call.version ?? Number(await this.sessions.defaultVersion(call.project, call.agentName));
-      const created = await this.sessions.create(call.caller, call.project, call.agentName, {
+        target.version ??
+        Number(await this.sessions.defaultVersion(target.project, target.agentName));
+      const created = await this.sessions.create(target.caller, target.project, target.agentName, {
         version_indicator: { type: "version_ref", agent_version: String(version) },
       });
       id = created.id;
     }
-    const { sandbox, release, session, note } = await this.sessions.open(
-      call.caller,
-      call.project,
-      call.agentName,
-      id,
-    );
+    const opened = await this.sessions.open(target.caller, target.project, target.agentName, id);
     const callId = `call_${randomBytes(12).toString("hex")}`;
+    return { id, callId, ...opened, release: once(opened.release) };
+  }
+
+  /** A session held for a connection the caller relays itself (see `AttachedSession`). */
+  async attach(target: SessionTarget, clientHeaders: Record<string, string> = {}) {
+    const { id, callId, sandbox, release, session, note } = await this.open(target);
+    return {
+      sessionId: id,
+      version: session.version,
+      socketPath: sandbox.socketPath,
+      callId,
+      headers: {
+        ...clientHeaders,
+        "x-agent-session-id": id,
+        "x-agent-user-id": target.caller.subject,
+        "x-agent-foundry-call-id": callId,
+      },
+      note,
+      release,
+    } satisfies AttachedSession;
+  }
+
+  async forward(call: ForwardedCall): Promise<ForwardedAnswer> {
+    if (call.signal?.aborted) throw gone();
+    const { id, callId, sandbox, release: free, session, note } = await this.open(call);
+    // A caller who left while the session started: its call is not sent.
+    if (call.signal?.aborted) {
+      free();
+      throw gone();
+    }
     const method = call.method ?? "POST";
     note(`call ${callId}: ${method} ${call.path}`);
+    const source = call.body instanceof Readable ? call.body : undefined;
+    let streamed: Readable | undefined;
+    let limiter: Transform | undefined;
+    const length = source ? call.contentLength : ((call.body as Buffer | undefined)?.length ?? 0);
     const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
       let upstream: http.ClientRequest;
+      let timer: NodeJS.Timeout | undefined;
+      let answered = false;
+      const fail = (err: AppError) => {
+        clearTimeout(timer);
+        call.signal?.removeEventListener("abort", onAbort);
+        if (limiter) source?.unpipe(limiter);
+        streamed?.unpipe();
+        upstream?.destroy();
+        free();
+        reject(err);
+      };
+      const onAbort = () => fail(gone());
       try {
         upstream = http.request(
           {
@@ -102,32 +184,72 @@ export class SessionForwarder {
             path: call.path,
             headers: {
               ...call.clientHeaders,
+              ...call.extraHeaders,
               ...(call.body ? { "content-type": call.contentType } : {}),
-              "content-length": call.body?.length ?? 0,
+              ...(length !== undefined ? { "content-length": length } : {}),
               "x-agent-session-id": id,
               "x-agent-user-id": call.caller.subject,
               "x-agent-foundry-call-id": callId,
             },
           },
-          resolve,
+          (answer) => {
+            answered = true;
+            clearTimeout(timer);
+            call.signal?.removeEventListener("abort", onAbort);
+            resolve(answer);
+          },
         );
       } catch (err) {
-        release();
+        free();
         throw err;
       }
-      upstream.once("error", (err) => {
-        release();
-        reject(
+      call.signal?.addEventListener("abort", onAbort, { once: true });
+      upstream.once("error", (err) =>
+        fail(
           new AppError(
             "session_not_ready",
             `The session's agent did not answer: ${err.message}`,
             "agent_session_id",
           ),
+        ),
+      );
+      const startDeadline = () => {
+        if (answered) return;
+        timer = setTimeout(
+          () =>
+            fail(
+              new AppError(
+                "upstream_timeout",
+                `The session's agent sent no answer within ${this.options.answerTimeoutMs / 1000} s.`,
+              ),
+            ),
+          this.options.answerTimeoutMs,
         );
-      });
-      upstream.end(call.body);
+      };
+      if (!source) {
+        upstream.end(call.body);
+        startDeadline();
+        return;
+      }
+      // Read from here on only: every error of the body is handled from its first byte.
+      limiter = call.bodyLimit ? limited(source, call.bodyLimit) : undefined;
+      streamed = limiter ?? source;
+      streamed.on("error", (err) => fail(err instanceof AppError ? err : gone()));
+      if (limiter) source.pipe(limiter);
+      // The deadline runs from the end of the caller's body: an upload takes what it takes.
+      streamed.once("end", startDeadline);
+      streamed.pipe(upstream);
     });
-    res.once("close", release);
+    // The agent's answer outlives the caller only until the caller is gone.
+    const onAbort = () => {
+      res.destroy();
+      source?.destroy();
+    };
+    call.signal?.addEventListener("abort", onAbort, { once: true });
+    res.once("close", () => {
+      call.signal?.removeEventListener("abort", onAbort);
+      free();
+    });
     return {
       sessionId: id,
       version: session.version,
@@ -138,4 +260,31 @@ export class SessionForwarder {
       body: res,
     };
   }
+}
+
+/** The caller left before the agent answered (no one reads this, but the call ends). */
+const gone = () => new AppError("invalid_parameter", "The caller closed the request.");
+
+/** `fn`, callable any number of times, run once. */
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
+}
+
+/** Passes a body's bytes through until `bytes`, then fails with `error()`, unpiped from `source`. */
+function limited(source: Readable, limit: { bytes: number; error: () => AppError }): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > limit.bytes) {
+        source.unpipe(this);
+        callback(limit.error());
+      } else callback(null, chunk);
+    },
+  });
 }

@@ -9,7 +9,11 @@ const contentSecurityPolicy = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
-  "img-src 'self' data:",
+  // The console's terminal (xterm.js) sizes itself with <style> elements it writes at run
+  // time; style attributes stay refused (style-src).
+  "style-src-elem 'self' 'unsafe-inline'",
+  // File previews show an image from the bytes the API sent (a blob: URL).
+  "img-src 'self' data: blob:",
   "connect-src 'self'",
   "object-src 'none'",
   "frame-ancestors 'none'",

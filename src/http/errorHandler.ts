@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errorCodes, type ErrorCode } from "../contract/errorCodes.js";
 import { AppError, diskFull, isDiskFull } from "../domain/errors.js";
+import { lingerAfterAnswer } from "./connections.js";
 
 /**
  * The one error boundary. Every failure leaves as the contract's envelope
@@ -37,7 +38,10 @@ export function installErrorHandling(
 export function sendError(reply: FastifyReply, request: FastifyRequest, err: AppError) {
   const status = errorCodes[err.code].status;
   // A body left unread (a failed upload) leaves the connection unfit for another request.
-  if (!request.raw.complete) reply.header("connection", "close");
+  if (!request.raw.complete) {
+    reply.header("connection", "close");
+    lingerAfterAnswer(request.raw);
+  }
   // The `openai` client retries 409 and 429 unless told not to: these stay as they are.
   if (status === 409 || err.code === "budget_exceeded") reply.header("x-should-retry", "false");
   return reply
@@ -80,7 +84,10 @@ function fromFramework(err: FastifyError): AppError | undefined {
       mapped[1],
       mapped[0] === "unsupported_media_type" ? "content-type" : undefined,
     );
-  if (err instanceof SyntaxError || err.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
+  // A body that did not parse (Fastify marks its parser's SyntaxError 400); any other
+  // SyntaxError is the service's own fault, not the caller's JSON.
+  const unparsed = err instanceof SyntaxError && err.statusCode === 400;
+  if (unparsed || err.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
     return new AppError("invalid_json", `The request body is not valid JSON: ${err.message}`);
   }
   const status = err.statusCode ?? 500;

@@ -72,6 +72,18 @@ export function presentSession(s: Session) {
   };
 }
 
+/**
+ * A session in the project-wide list: also its agent (and, for an admin key, its owner); its
+ * cursor is `<agent_name>/<agent_session_id>`.
+ */
+export function presentProjectSession(s: Session, withOwner: boolean) {
+  return {
+    ...presentSession(s),
+    agent_name: s.agentName,
+    ...(withOwner ? { owner: s.owner } : {}),
+  };
+}
+
 export const presentDeletedAgent = (name: string) => ({
   object: "agent.deleted" as const,
   name,

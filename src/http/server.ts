@@ -28,11 +28,19 @@ import type { Meter } from "../gateway/metering.js";
 import type { UsageRepository } from "../responses/ports.js";
 import type { SessionTokens } from "../gateway/sessionTokens.js";
 import { protocolRoutes, requireResponsesProtocol } from "./routes/protocolRoutes.js";
+import { a2aRoutes } from "./routes/a2aRoutes.js";
+import type { A2aService } from "../protocols/a2a/a2aService.js";
 import { responseRoutes } from "./routes/responseRoutes.js";
+import { invocationRoutes } from "./routes/invocationRoutes.js";
+import type { InvocationService } from "../protocols/invocations/invocationService.js";
 import type { ResponseService } from "../responses/responseService.js";
 import type { ConversationService } from "../responses/conversationService.js";
 import type { DeploymentService } from "../gateway/deploymentService.js";
 import { deploymentAdminRoutes, deploymentRoutes } from "./routes/deploymentRoutes.js";
+import type { AgentMcpServer } from "../protocols/mcp/agentMcpServer.js";
+import type { ActivityService } from "../protocols/activity/activityService.js";
+import { mcpRoutes } from "./routes/mcpRoutes.js";
+import { activityRoutes } from "./routes/activityRoutes.js";
 
 export interface HttpServices {
   agents: AgentService;
@@ -49,6 +57,13 @@ export interface HttpServices {
   responses: ResponseService;
   conversations: ConversationService;
   deployments: DeploymentService;
+  /** Each agent's MCP server (`…/endpoint/protocols/mcp`). */
+  agentMcp: AgentMcpServer;
+  /** The `activity` protocol (`…/endpoint/protocols/activity/messages`). */
+  activities: ActivityService;
+  a2a: A2aService;
+  /** Hosted agents' `invocations` and `invocations_ws` protocols. */
+  invocations: InvocationService;
   clock: Clock;
 }
 
@@ -118,7 +133,11 @@ export function buildServer(services: HttpServices, options: HttpOptions): Fasti
         },
         { prefix: "/agents/:name/endpoint/protocols/openai" },
       );
+      a2aRoutes(project, services.agents, services.a2a);
+      invocationRoutes(project, services.agents, services.invocations);
       protocolRoutes(project, services.agents);
+      mcpRoutes(project, services.agents, services.agentMcp);
+      activityRoutes(project, services.agents, services.activities);
       deploymentRoutes(project, services.deployments);
       sessionFileRoutes(project, services.sessions, {
         keepAliveMs: options.logKeepAliveMs ?? 60_000,

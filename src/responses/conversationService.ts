@@ -53,6 +53,11 @@ export class ConversationService {
     return updated;
   }
 
+  /** The caller's own conversations; with `agentName`, those that agent answered in. */
+  list(caller: Caller, project: string, filter: { agentName?: string }, page: PageRequest) {
+    return this.conversations.list(project, caller.subject, filter, page);
+  }
+
   async delete(caller: Caller, project: string, id: string): Promise<void> {
     await this.get(caller, project, id);
     await this.conversations.delete(project, id);

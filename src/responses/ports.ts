@@ -69,6 +69,13 @@ export interface ConversationRepository {
   page(project: string, id: string, page: PageRequest): Promise<Page<Item>>;
   item(project: string, id: string, itemId: string): Promise<Item | undefined>;
   deleteItem(project: string, id: string, itemId: string): Promise<boolean>;
+  /** One owner's conversations, by creation (cursors are conversation ids). */
+  list(
+    project: string,
+    owner: string,
+    filter: { agentName?: string },
+    page: PageRequest,
+  ): Promise<Page<Conversation>>;
 }
 
 /** One model call's tokens and who made it. */
@@ -92,7 +99,8 @@ export interface UsageTotals {
   calls: number;
 }
 
-export type UsageGroup = "agent" | "version" | "session" | "identity" | "deployment" | "day";
+export type UsageGroup =
+  "agent" | "version" | "session" | "identity" | "deployment" | "day" | "time";
 
 export interface UsageRepository {
   /** Adds the rows in one transaction. */
@@ -101,10 +109,13 @@ export interface UsageRepository {
   totals(
     scope: { project: string; agentName: string; sessionId: string } | { conversationId: string },
   ): Promise<UsageTotals>;
-  /** Totals grouped, for one project or all; `since` in unix seconds. */
+  /**
+   * Totals grouped, for one project or all; `since` in unix seconds. `time` groups by buckets
+   * of `bucketSeconds` (a whole number of seconds), each named by its start.
+   */
   grouped(
     groups: UsageGroup[],
-    filter: { project?: string; since?: number; until?: number },
+    filter: { project?: string; since?: number; until?: number; bucketSeconds?: number },
   ): Promise<(UsageTotals & Record<string, string | number | null>)[]>;
 }
 

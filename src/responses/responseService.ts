@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import { Transform, type Readable } from "node:stream";
+import { forwarderFor } from "../forwarder/hostedCalls.js";
+import { pipeline, Transform, type Readable } from "node:stream";
 import type { Logger } from "pino";
 import { sessionIdPattern } from "../contract/requests.js";
 import { inputItem, type CreateResponseBody } from "../contract/responses.js";
@@ -97,7 +98,7 @@ export class ResponseService {
     if (reference) {
       version = await this.pickVersion(project, reference, conversation);
       if (version.definition.kind === "hosted")
-        return this.forwardHosted(caller, project, body, version, scope.clientHeaders);
+        return this.forwardHosted(caller, project, body, version, scope.clientHeaders, clientGone);
       if (version.definition.kind !== "prompt")
         throw new AppError(
           "invalid_parameter",
@@ -278,8 +279,10 @@ export class ResponseService {
       } finally {
         this.runs.finish(run);
       }
+      // A cancelled run fails by its abort, which is no fault to log.
       if (
         failure !== undefined &&
+        !run.abort.signal.aborted &&
         !(failure instanceof AppError) &&
         !(failure instanceof ResponseFailure)
       )
@@ -467,6 +470,18 @@ export class ResponseService {
   }
 
   /** The version that answers: named, else the conversation's, else the split's, else latest. */
+  /**
+   * The version of an agent that answers a call without a pinned version: the endpoint's
+   * traffic split's pick (the same for every call of one `sticky` key), else the latest.
+   */
+  answeringVersion(project: string, agentName: string, sticky?: string): Promise<Version> {
+    return this.pickVersion(
+      project,
+      { name: agentName },
+      sticky === undefined ? undefined : { id: sticky, agentName: null, agentVersion: null },
+    );
+  }
+
   private async pickVersion(
     project: string,
     reference: { name: string; version?: string },
@@ -579,16 +594,10 @@ export class ResponseService {
     body: CreateResponseBody,
     version: Version,
     clientHeaders: Record<string, string> | undefined,
+    /** The caller left (or its deadline passed): the call to the agent is abandoned. */
+    signal: AbortSignal | undefined,
   ): Promise<Created> {
-    if (!this.deps.forwarder)
-      throw new AppError("sandbox_unavailable", "This host cannot run hosted agents' sessions.");
-    // A session's token never starts sessions: no sandbox can multiply itself.
-    if (caller.session)
-      throw new AppError(
-        "forbidden",
-        "A hosted agent's session may call models and prompt agents, not hosted agents.",
-        "agent",
-      );
+    const forwarder = forwarderFor(this.deps.forwarder, caller);
     if (body.agent_session_id !== undefined && !sessionIdPattern.test(body.agent_session_id))
       throw new AppError(
         "invalid_parameter",
@@ -598,7 +607,7 @@ export class ResponseService {
     // The body goes as the caller sent it, but for the agent's name (the session implies it).
     const rest: JsonObject = { ...body };
     for (const field of ["agent", "agent_reference", "agent_name"]) delete rest[field];
-    const answer = await this.deps.forwarder.forward({
+    const answer = await forwarder.forward({
       caller,
       project,
       agentName: version.agentName,
@@ -608,13 +617,15 @@ export class ResponseService {
       body: Buffer.from(JSON.stringify(rest)),
       contentType: "application/json",
       clientHeaders,
+      signal,
     });
     if (answer.status >= 400) return { kind: "hosted", answer, body: answer.body };
-    return {
-      kind: "hosted",
-      answer,
-      body: answer.body.pipe(this.recorder(caller, project, version.agentName, answer.sessionId)),
-    };
+    // A pipeline, not a pipe: the agent's answer cut short fails the recorder (its reader
+    // learns at once), and the recorder destroyed (over a limit, a deadline, a client gone)
+    // destroys the agent's answer, which frees its session.
+    const recorder = this.recorder(caller, project, version.agentName, answer.sessionId);
+    pipeline(answer.body, recorder, () => {});
+    return { kind: "hosted", answer, body: recorder };
   }
 
   /**

@@ -581,6 +581,36 @@ export class SessionRuntime implements LiveSessions {
     };
   }
 
+  /**
+   * The session's running sandbox for a command beside its agent (`:exec`), without starting
+   * it: only a sandbox whose agent has answered and that is not being stopped. Counts as a use
+   * until `release`.
+   */
+  async live(
+    session: Session,
+  ): Promise<
+    { sandbox: Sandbox; release: () => void; note: (message: string) => void } | undefined
+  > {
+    const entry = this.running.get(keyOf(session));
+    if (!entry || !entry.answered || entry.stopping || !entry.sandbox) return undefined;
+    if (this.removing.has(keyOf(session))) return undefined;
+    entry.inFlight++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      entry.inFlight--;
+      this.armIdle(session, entry);
+    };
+    try {
+      await this.touch(session);
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return { sandbox: entry.sandbox, release, note: (message) => entry.log.status(message) };
+  }
+
   /** Activity: `last_accessed_at` now, `expires_at` a TTL away, the idle timer restarted. */
   async touch(session: Session): Promise<Session> {
     const now = this.clock();

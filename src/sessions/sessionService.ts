@@ -1,11 +1,12 @@
 import type { UsageRepository, UsageTotals } from "../responses/ports.js";
 import { randomBytes } from "node:crypto";
-import type { CreateSessionBody } from "../contract/requests.js";
+import type { CreateSessionBody, ExecSessionBody } from "../contract/requests.js";
+import { startExec, type ExecStreamEvent } from "../exec/sessionExec.js";
 import { AppError, notFound } from "../domain/errors.js";
 import { pickVersion, trafficRules } from "../domain/trafficRules.js";
 import type { Caller } from "../domain/keyService.js";
 import type { Page, PageRequest, Session, SessionStatus, Version } from "../domain/model.js";
-import type { AgentRepository, Clock, SessionRepository } from "../domain/ports.js";
+import type { AgentRepository, Clock, SessionRef, SessionRepository } from "../domain/ports.js";
 import type { Sandbox } from "../sandbox/driver.js";
 import type { SessionRuntime } from "./sessionRuntime.js";
 import type { SessionHome } from "./sessionFiles.js";
@@ -173,6 +174,30 @@ export class SessionService {
     );
   }
 
+  /**
+   * A project's sessions across its agents: every one for an admin key, the caller's own
+   * otherwise; filters by status, version and owner are an admin key's only.
+   */
+  async listProject(
+    caller: Caller,
+    project: string,
+    page: Omit<PageRequest, "after" | "before"> & { after?: SessionRef; before?: SessionRef },
+    filter: { agentName?: string; status?: SessionStatus; version?: number; owner?: string },
+  ): Promise<Page<Session>> {
+    const all = seesAll(caller);
+    const adminOnly = filter.status ? "status" : filter.version ? "agent_version" : "owner";
+    if (!all && (filter.status || filter.version || filter.owner))
+      throw new AppError(
+        "forbidden",
+        "Only an admin key may filter sessions by status, version or owner.",
+        adminOnly,
+      );
+    return this.deps.sessions.listProject(
+      { project, ...filter, owner: all ? filter.owner : caller.subject },
+      page,
+    );
+  }
+
   async stop(caller: Caller, project: string, agentName: string, id: string): Promise<void> {
     const session = await this.get(caller, project, agentName, id);
     await this.runtime.stop(session, {
@@ -240,6 +265,39 @@ export class SessionService {
         "agent_session_id",
       );
     }
+  }
+
+  /**
+   * A command in the session's running sandbox (`:exec`): the owner's, or an admin key's, never
+   * a sandbox's own token. A session that is not running answers 409 (it is not started for
+   * the command: exec looks into the agent as it runs). Events stream until the command ends;
+   * `signal` aborting kills it.
+   */
+  async exec(
+    caller: Caller,
+    project: string,
+    agentName: string,
+    id: string,
+    body: ExecSessionBody,
+    signal: AbortSignal,
+  ): Promise<AsyncIterable<ExecStreamEvent>> {
+    if (caller.session)
+      throw new AppError("forbidden", "A sandbox may not run commands in a session.");
+    const session = await this.get(caller, project, agentName, id);
+    const runtime = this.runtime;
+    const live = session.status === "active" ? await runtime.live(session) : undefined;
+    if (!live)
+      throw new AppError(
+        "session_not_running",
+        `Session '${id}' is not running (it is '${session.status}'); send it a request to start it, then run the command.`,
+        "agent_session_id",
+      );
+    // The identity, and the key it came with when that is not the identity itself.
+    const who =
+      caller.subject === caller.key.id
+        ? caller.subject
+        : `${caller.subject} (key ${caller.key.id})`;
+    return startExec(live, who, body, signal);
   }
 
   /**

@@ -492,7 +492,8 @@ describe("restart", () => {
       const again = await startServer({ dataDir: own.dataDir });
       try {
         const c2 = sdk(again, again.adminKey);
-        assert.equal((await waitForStatus("resume", "1", c2)).status, "active");
+        const resumed = await waitForStatus("resume", "1", c2);
+        assert.equal(resumed.status, "active", JSON.stringify(resumed));
       } finally {
         await again.stop();
       }

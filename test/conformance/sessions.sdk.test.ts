@@ -11,6 +11,7 @@ import type {
 } from "@azure/ai-projects";
 import type { APIError } from "openai";
 import { deployFixture } from "../helpers/agents.js";
+import { agentserverPackage } from "../helpers/agentserver.js";
 import { projectOpenAI } from "../helpers/openaiClient.js";
 import {
   expectRestError as refused,
@@ -87,6 +88,16 @@ async function waitFor(agent: string, id: string, status: string, timeoutMs = 15
   }
 }
 
+/** A session's console.log once it holds `line` (it is written in batches), or as it is after 5 s. */
+async function sessionLog(agent: string, sessionId: string, line: string): Promise<string> {
+  const file = path.join(server.dataDir, "sessions/default", agent, sessionId, "console.log");
+  for (let i = 0; ; i++) {
+    const log = readFileSync(file, "utf8");
+    if (log.includes(line) || i === 200) return log;
+    await sleep(25);
+  }
+}
+
 /** Processes running in the sandboxes of a data directory (their cgroups, by the service's group). */
 function sandboxProcesses(dataDir: string): number[] {
   const group = `agenthost-${createHash("sha256").update(dataDir).digest("hex").slice(0, 12)}/s-`;
@@ -106,12 +117,16 @@ function sandboxProcesses(dataDir: string): number[] {
   return pids;
 }
 
+/** A suite's agent goes with its sessions, so the next suite starts under the identity's limit. */
+const deleteWithSessions = (agent: string) => client.agents.delete(agent, { force: true });
+
 describe("sessions", () => {
   let agent: string;
   before(async () => {
     agent = newName();
     await deployFixture(client, agent, "echo-python");
   });
+  after(() => deleteWithSessions(agent));
 
   it("creates, gets, lists, stops and deletes a session whose agent answers", async () => {
     const created = await client.agents.createSession(agent, v("1"));
@@ -275,155 +290,6 @@ describe("sessions", () => {
       await client.agents.deleteSession(agent, id);
   });
 
-  it("keeps a hosted agent's responses to their identity: another's previous_response_id never reaches a sandbox", async () => {
-    const r = await httpsJson(server, "POST", `${server.origin}/admin/keys`, {
-      headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
-      body: JSON.stringify({ project: "default", name: "carol" }),
-    });
-    const carol = (r.body as { key: string }).key;
-    const first = await ask(agent, "first");
-    assert.equal(first.status, 200);
-    const responseId = first.body.id as string;
-    assert.match(responseId, /^resp_/);
-    const session = first.body.agent_session_id as string | undefined;
-    const chained = (key: string, extra: Record<string, unknown> = {}) =>
-      httpsJson(
-        server,
-        "POST",
-        `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
-        {
-          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-          body: JSON.stringify({ input: "next", previous_response_id: responseId, ...extra }),
-        },
-      );
-    const theirs = await chained(carol);
-    assert.equal(theirs.status, 404, JSON.stringify(theirs.body));
-    assert.equal((theirs.body.error as { param: string }).param, "previous_response_id");
-    const mine = await chained(server.adminKey, session ? { agent_session_id: session } : {});
-    assert.equal(mine.status, 200, JSON.stringify(mine.body));
-  });
-
-  it("forwards with the container protocol's headers: a fresh call id (returned and logged), x-client-* in, x-agent-* out", async () => {
-    const call = (id?: string) =>
-      httpsJson(
-        server,
-        "POST",
-        `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
-        {
-          headers: {
-            authorization: `Bearer ${server.adminKey}`,
-            "content-type": "application/json",
-            "x-client-request-trace": "abc 123",
-            "x-agent-user-id": "posing-as-someone",
-            "x-agent-foundry-call-id": "call_forged",
-            "x-other-header": "kept-back",
-          },
-          body: JSON.stringify({ input: "headers", ...(id ? { agent_session_id: id } : {}) }),
-        },
-      );
-    const first = await call();
-    assert.equal(first.status, 200, JSON.stringify(first.body));
-    const sessionId = first.headers["x-agent-session-id"] as string;
-    const callId = first.headers["x-agent-foundry-call-id"] as string;
-    assert.match(callId, /^call_[0-9a-f]{24}$/);
-    const text = (first.body.output as { content: { text: string }[] }[])[0]!.content[0]!.text;
-    const seen = JSON.parse(text.replace(/^echo: /, "")) as Record<string, string>;
-    assert.equal(seen["x-client-request-trace"], "abc 123");
-    assert.equal(seen["x-agent-session-id"], sessionId);
-    assert.equal(seen["x-agent-foundry-call-id"], callId);
-    // Who asks is the service's word (the admin key's id), not the caller's header.
-    assert.match(seen["x-agent-user-id"]!, /^key_/);
-    assert.equal(seen["x-other-header"], undefined);
-    // The agent's own x-agent-* header comes back; its forged session id and others do not.
-    assert.equal(first.headers["x-agent-trace"], "from-the-agent");
-    assert.equal(first.headers["x-agent-session-id"], sessionId);
-    assert.equal(first.headers["x-other"], undefined);
-    // Each call has its own id, and each is written in the session's log.
-    const second = await call(sessionId);
-    const secondId = second.headers["x-agent-foundry-call-id"] as string;
-    assert.match(secondId, /^call_[0-9a-f]{24}$/);
-    assert.notEqual(secondId, callId);
-    const log = readFileSync(
-      path.join(server.dataDir, "sessions/default", agent, sessionId, "console.log"),
-      "utf8",
-    );
-    for (const id of [callId, secondId])
-      assert.ok(log.includes(`call ${id}: POST /responses`), `${id} not in the log:\n${log}`);
-  });
-
-  it("forwards a hosted response's retrieve, replay, input items, cancel and delete to the session that answered it", async () => {
-    const openai = projectOpenAI(client, server, agent);
-    const { data: created, response: createdHttp } = await openai.responses
-      .create({ input: "keep me" })
-      .withResponse();
-    const sessionId = createdHttp.headers.get("x-agent-session-id")!;
-    const text = (r: { output: unknown[] }) =>
-      (r.output[0] as { content: { text: string }[] }).content[0]!.text;
-    assert.equal(text(created), "echo: keep me");
-    // Through the agent's endpoint and the project's, the agent's own record comes back.
-    for (const via of [openai, projectOpenAI(client, server)]) {
-      const got = await via.responses.retrieve(created.id);
-      assert.equal(got.id, created.id);
-      assert.equal(text(got), "echo: keep me");
-    }
-    const replay = await openai.responses.retrieve(created.id, { stream: true, starting_after: 0 });
-    const events: string[] = [];
-    for await (const e of replay) events.push(e.type);
-    assert.deepEqual(events, ["response.completed"]);
-    const items = await openai.responses.inputItems.list(created.id, { limit: 5, order: "asc" });
-    const item = items.data[0] as { content: { text: string }[] };
-    assert.equal(item.content[0]!.text, "keep me");
-    const rawItems = await httpsJson(
-      server,
-      "GET",
-      `${server.endpoint}/openai/v1/responses/${created.id}/input_items?limit=5&order=asc&after=msg_x`,
-      { headers: { authorization: `Bearer ${server.adminKey}` } },
-    );
-    assert.deepEqual(rawItems.body.query, { limit: "5", order: "asc", after: "msg_x" });
-
-    // Another identity gets 404 and the agent is never asked.
-    const other = await httpsJson(server, "POST", `${server.origin}/admin/keys`, {
-      headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
-      body: JSON.stringify({ project: "default", name: "dave" }),
-    });
-    const daveClient = projectOpenAI(sdk(server, (other.body as { key: string }).key), server);
-    const calls = () =>
-      readFileSync(
-        path.join(server.dataDir, "sessions/default", agent, sessionId, "console.log"),
-        "utf8",
-      ).split("call call_").length;
-    const before = calls();
-    await assert.rejects(daveClient.responses.retrieve(created.id), (e: APIError) => {
-      assert.equal(e.status, 404);
-      return true;
-    });
-    assert.equal(calls(), before, "another identity's call reached the agent");
-
-    assert.equal((await openai.responses.cancel(created.id)).status, "cancelled");
-    await openai.responses.delete(created.id);
-    // The service's record is gone: the agent is not asked again.
-    const afterDelete = calls();
-    await assert.rejects(openai.responses.retrieve(created.id), (e: APIError) => {
-      assert.equal(e.status, 404);
-      assert.equal(e.param, "response_id");
-      return true;
-    });
-    assert.equal(calls(), afterDelete);
-
-    // A response whose session was deleted can still be deleted (and not read).
-    const { data: orphan, response: orphanHttp } = await openai.responses
-      .create({ input: "orphan" })
-      .withResponse();
-    await client.agents.deleteSession(agent, orphanHttp.headers.get("x-agent-session-id")!);
-    await assert.rejects(openai.responses.retrieve(orphan.id), (e: APIError) => {
-      assert.equal(e.status, 404);
-      assert.match(e.message, /no longer exists/);
-      return true;
-    });
-    await openai.responses.delete(orphan.id);
-    await assert.rejects(openai.responses.delete(orphan.id), (e: APIError) => e.status === 404);
-  });
-
   it("takes an empty JSON body on the body-less operations, as clients may send it", async () => {
     const name = newName();
     await deployFixture(client, name, "echo-python");
@@ -542,6 +408,252 @@ describe("sessions", () => {
     assert.equal(dead.termination_reason, "oom");
   });
 });
+
+/** The same responses tests over a Python agent and a Node agent on @agenthost/agentserver. */
+const responseFixtures = ["echo-python", "echo-agentserver"] as const;
+
+for (const fixture of responseFixtures) {
+  describe(`a hosted agent's responses (${fixture})`, () => {
+    const onPackage = fixture === "echo-agentserver";
+    let agent: string;
+    before(async () => {
+      agent = newName();
+      await deployFixture(
+        client,
+        agent,
+        fixture,
+        onPackage ? { extraDirs: [await agentserverPackage()] } : {},
+      );
+    });
+    after(() => deleteWithSessions(agent));
+
+    it("keeps a hosted agent's responses to their identity: another's previous_response_id never reaches a sandbox", async () => {
+      const r = await httpsJson(server, "POST", `${server.origin}/admin/keys`, {
+        headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ project: "default", name: `carol-${fixture}` }),
+      });
+      const carol = (r.body as { key: string }).key;
+      const first = await ask(agent, "first");
+      assert.equal(first.status, 200);
+      const responseId = first.body.id as string;
+      assert.match(responseId, /^resp_/);
+      const session = first.body.agent_session_id as string | undefined;
+      const chained = (key: string, extra: Record<string, unknown> = {}) =>
+        httpsJson(
+          server,
+          "POST",
+          `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
+          {
+            headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+            body: JSON.stringify({ input: "next", previous_response_id: responseId, ...extra }),
+          },
+        );
+      const theirs = await chained(carol);
+      assert.equal(theirs.status, 404, JSON.stringify(theirs.body));
+      assert.equal((theirs.body.error as { param: string }).param, "previous_response_id");
+      const mine = await chained(server.adminKey, session ? { agent_session_id: session } : {});
+      assert.equal(mine.status, 200, JSON.stringify(mine.body));
+    });
+
+    it("forwards with the container protocol's headers: a fresh call id (returned and logged), x-client-* in, x-agent-* out", async () => {
+      const call = (id?: string) =>
+        httpsJson(
+          server,
+          "POST",
+          `${server.endpoint}/agents/${agent}/endpoint/protocols/openai/responses?api-version=v1`,
+          {
+            headers: {
+              authorization: `Bearer ${server.adminKey}`,
+              "content-type": "application/json",
+              "x-client-request-trace": "abc 123",
+              "x-agent-user-id": "posing-as-someone",
+              "x-agent-foundry-call-id": "call_forged",
+              "x-other-header": "kept-back",
+            },
+            body: JSON.stringify({ input: "headers", ...(id ? { agent_session_id: id } : {}) }),
+          },
+        );
+      const first = await call();
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      const sessionId = first.headers["x-agent-session-id"] as string;
+      const callId = first.headers["x-agent-foundry-call-id"] as string;
+      assert.match(callId, /^call_[0-9a-f]{24}$/);
+      const text = (first.body.output as { content: { text: string }[] }[])[0]!.content[0]!.text;
+      const seen = JSON.parse(text.replace(/^echo: /, "")) as Record<string, string>;
+      assert.equal(seen["x-client-request-trace"], "abc 123");
+      assert.equal(seen["x-agent-session-id"], sessionId);
+      assert.equal(seen["x-agent-foundry-call-id"], callId);
+      // Who asks is the service's word (the admin key's id), not the caller's header.
+      assert.match(seen["x-agent-user-id"]!, /^key_/);
+      assert.equal(seen["x-other-header"], undefined);
+      // The agent's own x-agent-* header comes back; its forged session id and others do not.
+      assert.equal(first.headers["x-agent-trace"], "from-the-agent");
+      assert.equal(first.headers["x-agent-session-id"], sessionId);
+      assert.equal(first.headers["x-other"], undefined);
+      // Each call has its own id, and each is written in the session's log.
+      const second = await call(sessionId);
+      const secondId = second.headers["x-agent-foundry-call-id"] as string;
+      assert.match(secondId, /^call_[0-9a-f]{24}$/);
+      assert.notEqual(secondId, callId);
+      const log = await sessionLog(agent, sessionId, `call ${secondId}: POST /responses`);
+      for (const id of [callId, secondId])
+        assert.ok(log.includes(`call ${id}: POST /responses`), `${id} not in the log:\n${log}`);
+    });
+
+    it("forwards a hosted response's retrieve, replay, input items, cancel and delete to the session that answered it", async () => {
+      const openai = projectOpenAI(client, server, agent);
+      const { data: created, response: createdHttp } = await openai.responses
+        .create({ input: "keep me" })
+        .withResponse();
+      const sessionId = createdHttp.headers.get("x-agent-session-id")!;
+      const text = (r: { output: unknown[] }) =>
+        (r.output[0] as { content: { text: string }[] }).content[0]!.text;
+      assert.equal(text(created), "echo: keep me");
+      // Through the agent's endpoint and the project's, the agent's own record comes back.
+      for (const via of [openai, projectOpenAI(client, server)]) {
+        const got = await via.responses.retrieve(created.id);
+        assert.equal(got.id, created.id);
+        assert.equal(text(got), "echo: keep me");
+      }
+      // Replayed after the event before the last (echo-python sends 2, the package 9).
+      const replay = await openai.responses.retrieve(created.id, {
+        stream: true,
+        starting_after: onPackage ? 7 : 0,
+      });
+      const events: string[] = [];
+      for await (const e of replay) events.push(e.type);
+      assert.deepEqual(events, ["response.completed"]);
+      const items = await openai.responses.inputItems.list(created.id, { limit: 5, order: "asc" });
+      const item = items.data[0] as { content: { text: string }[] };
+      assert.equal(item.content[0]!.text, "keep me");
+      const rawItems = await httpsJson(
+        server,
+        "GET",
+        `${server.endpoint}/openai/v1/responses/${created.id}/input_items?limit=5&order=asc&after=msg_x`,
+        { headers: { authorization: `Bearer ${server.adminKey}` } },
+      );
+      if (onPackage) {
+        // The package pages for itself: an unknown `after` starts from the first item.
+        assert.equal(rawItems.body.object, "list");
+        assert.equal(rawItems.body.first_id, (items.data[0] as { id: string }).id);
+        assert.equal(rawItems.body.has_more, false);
+      } else assert.deepEqual(rawItems.body.query, { limit: "5", order: "asc", after: "msg_x" });
+
+      // Another identity gets 404 and the agent is never asked.
+      const other = await httpsJson(server, "POST", `${server.origin}/admin/keys`, {
+        headers: { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" },
+        body: JSON.stringify({ project: "default", name: `dave-${fixture}` }),
+      });
+      const daveClient = projectOpenAI(sdk(server, (other.body as { key: string }).key), server);
+      const calls = () =>
+        readFileSync(
+          path.join(server.dataDir, "sessions/default", agent, sessionId, "console.log"),
+          "utf8",
+        ).split("call call_").length;
+      // The log is written in batches: the last call's line is in before counting.
+      const lastCall = rawItems.headers["x-agent-foundry-call-id"] as string;
+      await sessionLog(agent, sessionId, `call ${lastCall}: GET`);
+      const before = calls();
+      await assert.rejects(daveClient.responses.retrieve(created.id), (e: APIError) => {
+        assert.equal(e.status, 404);
+        return true;
+      });
+      assert.equal(calls(), before, "another identity's call reached the agent");
+
+      if (onPackage) {
+        // As OpenAI does, the package cancels only background responses: its 400 comes back.
+        await assert.rejects(openai.responses.cancel(created.id), (e: APIError) => {
+          assert.equal(e.status, 400);
+          assert.equal(e.param, "response_id");
+          return true;
+        });
+        const running = await openai.responses.create({ input: "slow 50", background: true });
+        assert.equal(running.status, "queued");
+        assert.equal((await openai.responses.cancel(running.id)).status, "cancelled");
+        assert.equal((await openai.responses.retrieve(running.id)).status, "cancelled");
+      } else assert.equal((await openai.responses.cancel(created.id)).status, "cancelled");
+      const { response: deleteHttp } = await openai.responses.delete(created.id).withResponse();
+      const deleteCall = deleteHttp.headers.get("x-agent-foundry-call-id")!;
+      await sessionLog(agent, sessionId, `call ${deleteCall}: DELETE`);
+      // The service's record is gone: the agent is not asked again.
+      const afterDelete = calls();
+      await assert.rejects(openai.responses.retrieve(created.id), (e: APIError) => {
+        assert.equal(e.status, 404);
+        assert.equal(e.param, "response_id");
+        return true;
+      });
+      assert.equal(calls(), afterDelete);
+
+      // A response whose session was deleted can still be deleted (and not read).
+      const { data: orphan, response: orphanHttp } = await openai.responses
+        .create({ input: "orphan" })
+        .withResponse();
+      await client.agents.deleteSession(agent, orphanHttp.headers.get("x-agent-session-id")!);
+      await assert.rejects(openai.responses.retrieve(orphan.id), (e: APIError) => {
+        assert.equal(e.status, 404);
+        assert.match(e.message, /no longer exists/);
+        return true;
+      });
+      await openai.responses.delete(orphan.id);
+      await assert.rejects(openai.responses.delete(orphan.id), (e: APIError) => e.status === 404);
+    });
+
+    if (onPackage) {
+      it("streams the Responses events and runs in the background through the service", async () => {
+        const openai = projectOpenAI(client, server, agent);
+        // One session for both calls: the suite's identity is near its running-sessions limit.
+        const { agent_session_id } = await client.agents.createSession(agent, v("1"));
+        const inSession = { query: { agent_session_id } };
+        const events: string[] = [];
+        let text = "";
+        const stream = await openai.responses.create({ input: "slow 3", stream: true }, inSession);
+        for await (const e of stream) {
+          events.push(e.type);
+          if (e.type === "response.output_text.delta") text += e.delta;
+        }
+        assert.deepEqual(events, [
+          "response.created",
+          "response.in_progress",
+          "response.output_item.added",
+          "response.content_part.added",
+          "response.output_text.delta",
+          "response.output_text.delta",
+          "response.output_text.delta",
+          "response.output_text.done",
+          "response.content_part.done",
+          "response.output_item.done",
+          "response.completed",
+        ]);
+        assert.equal(text, "0 1 2 ");
+        const queued = await openai.responses.create(
+          { input: "slow 3", background: true },
+          inSession,
+        );
+        assert.equal(queued.status, "queued");
+        let polled = queued;
+        for (let i = 0; i < 200 && polled.status !== "completed"; i++) {
+          await sleep(25);
+          polled = await openai.responses.retrieve(queued.id);
+        }
+        assert.equal(polled.status, "completed");
+        const message = polled.output[0] as { content: { text: string }[] };
+        assert.equal(message.content[0]!.text, "0 1 2 ");
+        await client.agents.deleteSession(agent, agent_session_id);
+      });
+
+      it("builds with the package as a file: dependency (remote_build) and answers", async () => {
+        const name = newName();
+        await deployFixture(client, name, fixture, {
+          dependencyResolution: "remote_build",
+          extraDirs: [await agentserverPackage("vendor/agentserver")],
+        });
+        const answer = await ask(name, "built");
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        assert.equal(answer.text, "echo: built");
+      });
+    }
+  });
+}
 
 describe("a restart of the service", () => {
   it("leaves no sandbox behind after kill -9, and resumes sessions with their files", async () => {

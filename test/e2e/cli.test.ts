@@ -29,6 +29,7 @@ after(async () => {
 it("startup prints the endpoint, the data dir, how to trust the CA, and a new admin key once", async () => {
   const out = server.output();
   assert.match(out, /Project endpoint: +https:\/\/localhost:\d+\/api\/projects\/default/);
+  assert.match(out, /Console: +https:\/\/localhost:\d+\/ \(sign in with an API key\)/);
   assert.ok(out.includes(`Data directory:    ${server.dataDir}`));
   assert.ok(out.includes(`NODE_EXTRA_CA_CERTS=${path.join(server.dataDir, "tls/ca.pem")}`));
   assert.match(out, /Admin key \(shown once, keep it safe\): ahk_\S{40,}/);

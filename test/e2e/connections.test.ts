@@ -128,3 +128,66 @@ it("answers authenticated calls while 20,000 connections that never start TLS ar
   // The service is still whole afterwards.
   assert.equal((await listAgents()).status, 200);
 });
+
+/** A TLS connection that sends a request's head and then reads only when told to. */
+async function sender(head: string, allowHalfOpen = false) {
+  const socket = tls.connect({
+    port,
+    host: "127.0.0.1",
+    servername: "localhost",
+    ca: server.caPem,
+    // Half open: it goes on sending after the service has shut its side (Node takes the
+    // option; its types for tls.connect leave it out).
+    ...({ allowHalfOpen } as object),
+  });
+  await new Promise((resolve, reject) => {
+    socket.once("secureConnect", resolve);
+    socket.once("error", reject);
+  });
+  socket.pause();
+  socket.write(head);
+  let answer = "";
+  const closed = new Promise<{ answer: string; error?: string }>((resolve) => {
+    socket.on("data", (d: Buffer) => (answer += d.toString("latin1")));
+    socket.once("error", (err: NodeJS.ErrnoException) => resolve({ answer, error: err.code }));
+    socket.once("close", () => resolve({ answer }));
+  });
+  return { socket, closed };
+}
+
+const bigUpload = (length: number) =>
+  `POST /api/projects/default/agents?api-version=v1 HTTP/1.1\r\nhost: localhost\r\n` +
+  `content-type: application/octet-stream\r\ncontent-length: ${length}\r\n\r\n`;
+
+it("a caller still sending a refused body reads the answer: the connection lingers, then closes", async () => {
+  // No key: 401 before any of the body is read. The caller goes on sending after the answer
+  // and reads only later; a connection destroyed at once would reset its writes first.
+  const { socket, closed } = await sender(bigUpload(64 * 1024 * 1024));
+  socket.write(Buffer.alloc(1024 * 1024));
+  await sleep(300);
+  socket.write(Buffer.alloc(1024 * 1024));
+  await sleep(300);
+  socket.resume();
+  const { answer, error } = await closed;
+  assert.match(answer, /^HTTP\/1\.1 401 /, `got ${error ?? "no error"} and ${answer.slice(0, 40)}`);
+  assert.match(answer, /connection: close/i);
+});
+
+it("a caller that never stops sending after its answer is cut off", async () => {
+  const { socket, closed } = await sender(bigUpload(1024 * 1024 * 1024), true);
+  socket.resume();
+  const started = performance.now();
+  let sent = 0;
+  const piece = Buffer.alloc(256 * 1024);
+  const pump = () => {
+    while (!socket.destroyed) {
+      sent += piece.length;
+      if (!socket.write(piece)) return void socket.once("drain", pump);
+    }
+  };
+  pump();
+  await closed;
+  const ms = performance.now() - started;
+  assert.ok(ms < 5_000, `closed after ${ms} ms`);
+  assert.ok(sent < 64 * 1024 * 1024, `the service took ${sent} bytes`);
+});

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AIProjectClient, AgentVersion, HostedAgentDefinition } from "@azure/ai-projects";
@@ -60,6 +60,8 @@ export interface DeployOptions {
   extraDirs?: ExtraDir[];
   /** The version's metadata (e.g. `budget_tokens`). */
   metadata?: Record<string, string>;
+  /** `code_configuration.dependency_resolution` (default: the service's, `bundled`). */
+  dependencyResolution?: "bundled" | "remote_build";
 }
 
 /** Uploads a fixture agent as a new code-based version and waits until it is built. */
@@ -69,7 +71,8 @@ export async function deployFixture(
   fixture: string,
   options: DeployOptions = {},
 ): Promise<AgentVersion> {
-  const node = fixture.endsWith("-node");
+  // A Node fixture is started as `node index.js` (echo-node, echo-agentserver, …).
+  const node = existsSync(path.join(fixtureDir(fixture), "index.js"));
   const definition = {
     kind: "hosted",
     cpu: options.cpu ?? "1",
@@ -77,6 +80,9 @@ export async function deployFixture(
     code_configuration: {
       runtime: node ? "node_20" : "python_3_11",
       entry_point: node ? ["node", "index.js"] : ["python", "main.py"],
+      ...(options.dependencyResolution
+        ? { dependency_resolution: options.dependencyResolution }
+        : {}),
     },
     protocol_versions: [{ protocol: "responses", version: "2.0.0" }],
     ...(options.env ? { environment_variables: options.env } : {}),

@@ -48,7 +48,8 @@ export function projectOpenAI(
   }
 }
 
-function trustingFetch(ca: Buffer) {
+/** A fetch over node:https trusting `ca` (string bodies), for clients that take a fetch. */
+export function trustingFetch(ca: Buffer) {
   return (url: string | URL | Request, init: RequestInit = {}): Promise<Response> =>
     new Promise((resolve, reject) => {
       const req = request(

@@ -210,5 +210,73 @@ export function storeSuite(
       assert.equal(await store.deployments.delete("default", "m2"), false);
       assert.equal(await store.deployments.get("default", "m2"), undefined);
     });
+
+    it("activity: a conversation's session is per identity and agent, and replaced", async () => {
+      const alice = { project: "default", agentName: "a1", owner: "alice" };
+      assert.equal(await store.activity.sessionOf(alice, "conv-1"), undefined);
+      await store.activity.remember(alice, "conv-1", "sess_one", 1);
+      assert.equal(await store.activity.sessionOf(alice, "conv-1"), "sess_one");
+      assert.equal(await store.activity.sessionOf({ ...alice, owner: "bob" }, "conv-1"), undefined);
+      assert.equal(
+        await store.activity.sessionOf({ ...alice, agentName: "a2" }, "conv-1"),
+        undefined,
+      );
+      await store.activity.remember(alice, "conv-1", "sess_two", 2);
+      assert.equal(await store.activity.sessionOf(alice, "conv-1"), "sess_two");
+    });
+
+    it("a2a: a context is put once; a task is found only by its owner and never taken over", async () => {
+      const ctx = {
+        project: "default",
+        agentName: "a1",
+        owner: "alice",
+        id: "ctx-1",
+        kind: "conversation" as const,
+        targetId: "conv_1",
+        createdAt: 5,
+      };
+      assert.equal(await store.a2a.putContext(ctx), true);
+      assert.equal(await store.a2a.putContext({ ...ctx, owner: "bob", targetId: "conv_2" }), false);
+      assert.deepEqual(await store.a2a.context("default", "a1", "ctx-1"), ctx);
+      assert.equal(await store.a2a.context("default", "a2", "ctx-1"), undefined);
+
+      const alice = { project: "default", agentName: "a1", owner: "alice" };
+      const bob = { ...alice, owner: "bob" };
+      const task = {
+        id: "t1",
+        contextId: "ctx-1",
+        state: "TASK_STATE_WORKING",
+        body: { id: "t1", status: { state: "TASK_STATE_WORKING" } },
+        updatedAt: 6,
+      };
+      await store.a2a.putTask(alice, task);
+      assert.deepEqual(await store.a2a.task(alice, "t1"), task);
+      assert.equal(await store.a2a.task(bob, "t1"), undefined);
+      await store.a2a.putTask(bob, { ...task, state: "TASK_STATE_CANCELED", body: {} });
+      assert.deepEqual(await store.a2a.task(alice, "t1"), task, "bob's write changed nothing");
+      assert.deepEqual(
+        (await store.a2a.unfinished(10)).map((t) => [t.id, t.scope.owner]),
+        [["t1", "alice"]],
+      );
+      await store.a2a.putTask(alice, { ...task, state: "TASK_STATE_COMPLETED", updatedAt: 7 });
+      assert.deepEqual(await store.a2a.unfinished(10), []);
+    });
+
+    it("a2a: retention keeps a scope's newest tasks, and running ones", async () => {
+      const scope = { project: "default", agentName: "keep", owner: "alice" };
+      const put = (id: string, state: string, updatedAt: number, s = scope) =>
+        store.a2a.putTask(s, { id, contextId: "c", state, body: { id }, updatedAt });
+      await put("old-done", "TASK_STATE_COMPLETED", 1);
+      await put("old-running", "TASK_STATE_WORKING", 2);
+      await put("mid", "TASK_STATE_FAILED", 3);
+      await put("new", "TASK_STATE_COMPLETED", 4);
+      await put("bobs", "TASK_STATE_COMPLETED", 0, { ...scope, owner: "bob" });
+      await store.a2a.prune(scope, 2);
+      const left = [];
+      for (const id of ["old-done", "old-running", "mid", "new"])
+        if (await store.a2a.task(scope, id)) left.push(id);
+      assert.deepEqual(left, ["old-running", "mid", "new"]);
+      assert.ok(await store.a2a.task({ ...scope, owner: "bob" }, "bobs"), "another scope's stays");
+    });
   });
 }

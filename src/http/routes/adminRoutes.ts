@@ -16,7 +16,15 @@ const createKeyBody = z.object({
   act_for_users: z.boolean().optional(),
 });
 
-const usageGroups = ["agent", "version", "session", "identity", "deployment", "day"] as const;
+const usageGroups = [
+  "agent",
+  "version",
+  "session",
+  "identity",
+  "deployment",
+  "day",
+  "time",
+] as const;
 const usageQuery = z.object({
   group_by: z
     .string()
@@ -26,6 +34,8 @@ const usageQuery = z.object({
   project: projectName.optional(),
   since: z.coerce.number().int().min(0).optional(),
   until: z.coerce.number().int().min(0).optional(),
+  // Seconds per `time` bucket: a minute to 31 days.
+  bucket: z.coerce.number().int().min(60).max(2_678_400).default(3600),
 });
 
 /** Key and project management for admin keys (not part of the Foundry API). */
@@ -66,17 +76,19 @@ export function adminRoutes(
     return reply.code(201).send({ object: "project", name });
   });
 
-  // Tokens used, grouped (`group_by=agent,version,session,identity,deployment,day`).
+  // Tokens used, grouped (`group_by=agent,version,session,identity,deployment,day,time`).
   app.get("/usage", async (request) => {
     const q = parse(usageQuery, request.query);
     const rows = await usage.grouped(q.group_by, {
       project: q.project,
       since: q.since,
       until: q.until,
+      bucketSeconds: q.bucket,
     });
     return {
       object: "list",
       group_by: ["project", ...q.group_by],
+      ...(q.group_by.includes("time") ? { bucket: q.bucket } : {}),
       data: rows.map(({ inputTokens, outputTokens, calls, ...keys }) => ({
         ...keys,
         ...presentUsage({ inputTokens, outputTokens, calls }),

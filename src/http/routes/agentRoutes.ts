@@ -26,9 +26,14 @@ export function agentRoutes(
   features: FeatureMode,
 ) {
   app.get("/agents", async (request) => {
-    const { limit, order, after, before, kind } = parse(listAgentsQuery, request.query);
-    const page = await agents.list(projectOf(request), { limit, order, after, before, kind });
-    return presentPage(page, presentAgent);
+    const { limit, order, after, before, kind, include } = parse(listAgentsQuery, request.query);
+    const query = { limit, order, after, before, kind };
+    if (include === "live_session_count")
+      return presentPage(
+        await agents.listWithLiveSessions(projectOf(request), query),
+        ({ agent, liveSessions }) => ({ ...presentAgent(agent), live_session_count: liveSessions }),
+      );
+    return presentPage(await agents.list(projectOf(request), query), presentAgent);
   });
 
   app.post("/agents", async (request) => {

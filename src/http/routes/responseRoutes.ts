@@ -3,6 +3,7 @@ import {
   addItemsBody,
   createConversationBody,
   createResponseBody,
+  listConversationsQuery,
   listItemsQuery,
   retrieveResponseQuery,
   updateConversationBody,
@@ -114,6 +115,18 @@ export function responseRoutes(
     );
   });
 
+  // Not in OpenAI's API: the caller's conversations, newest first (the console lists them).
+  app.get<{ Params: Params }>("/conversations", async (request) => {
+    const q = parse(listConversationsQuery, request.query);
+    const page = await conversations.list(
+      request.caller,
+      projectOf(request),
+      { agentName: agentOf(request) ?? q.agent_name },
+      { limit: q.limit, order: q.order, after: q.after, before: q.before },
+    );
+    return presentPage(page, presentConversation);
+  });
+
   app.get<{ Params: Params }>("/conversations/:id", async (request) =>
     presentConversation(
       await conversations.get(request.caller, projectOf(request), request.params.id),
@@ -195,8 +208,15 @@ function streamEvents(reply: FastifyReply, events: AsyncIterable<JsonObject>) {
   );
 }
 
-/** A hosted agent's answer as it comes, with the container protocol's answer headers. */
-function sendHosted(reply: FastifyReply, { answer, body }: HostedAnswer) {
+/**
+ * A hosted agent's answer as it comes (`body`: the agent's, or what reads it on the way), with
+ * the container protocol's answer headers and a protocol's own `extra` ones.
+ */
+export function sendHosted(
+  reply: FastifyReply,
+  { answer, body }: Pick<HostedAnswer, "answer" | "body">,
+  extra: Record<string, string> = {},
+) {
   if (answer.status < 200 || answer.status > 599) {
     body.destroy();
     throw new AppError(
@@ -208,7 +228,8 @@ function sendHosted(reply: FastifyReply, { answer, body }: HostedAnswer) {
     .code(answer.status)
     .headers(answer.agentHeaders)
     .header("x-agent-session-id", answer.sessionId)
-    .header("x-agent-foundry-call-id", answer.callId);
+    .header("x-agent-foundry-call-id", answer.callId)
+    .headers(extra);
   if (answer.contentType) reply.header("content-type", answer.contentType);
   return reply.send(body);
 }

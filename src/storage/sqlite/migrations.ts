@@ -208,4 +208,66 @@ export const migrations: readonly { id: number; sql: string }[] = [
       CREATE INDEX usage_by_time ON usage (project, created_at);
     `,
   },
+  {
+    id: 7,
+    sql: `
+      -- A2A: each context (contextId) of an agent and what it continues (a conversation of a
+      -- prompt agent, a session of a hosted one); each task as the v1.0 JSON wire shows it.
+      CREATE TABLE a2a_contexts (
+        project TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (project, agent_name, id)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE a2a_tasks (
+        project TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        context_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (project, agent_name, id)
+      ) WITHOUT ROWID;
+      -- What a restart has to fail.
+      CREATE INDEX a2a_tasks_unfinished ON a2a_tasks (state)
+        WHERE state IN ('TASK_STATE_SUBMITTED', 'TASK_STATE_WORKING');
+    `,
+  },
+  {
+    id: 8,
+    sql: `
+      -- An owner's conversations, newest first (the Conversations list).
+      CREATE INDEX conversations_by_owner ON conversations (project, owner, seq);
+    `,
+  },
+  {
+    id: 9,
+    sql: `
+      -- An identity's A2A tasks at an agent, newest first (what retention keeps).
+      CREATE INDEX a2a_tasks_by_owner ON a2a_tasks (project, agent_name, owner, updated_at);
+    `,
+  },
+  {
+    id: 10,
+    sql: `
+      -- Activities: the session answering each conversation (conversation.id) of one identity
+      -- with one hosted agent.
+      CREATE TABLE activity_conversations (
+        project TEXT NOT NULL,
+        agent_name TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (project, agent_name, owner, conversation_id)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];

@@ -285,6 +285,9 @@ export class SqliteAgentRepository implements AgentRepository {
     if (!row) return false;
     this.stmt(`DELETE FROM agent_versions WHERE project = ? AND agent_name = ?`).run(project, name);
     this.stmt(`DELETE FROM agents WHERE project = ? AND name = ?`).run(project, name);
+    // Its A2A contexts and tasks go with it (a new agent of the name starts with none).
+    this.stmt(`DELETE FROM a2a_tasks WHERE project = ? AND agent_name = ?`).run(project, name);
+    this.stmt(`DELETE FROM a2a_contexts WHERE project = ? AND agent_name = ?`).run(project, name);
     this.stmt(
       `INSERT INTO deleted_agents (project, name, seq) VALUES (?, ?, ?)
        ON CONFLICT (project, name) DO UPDATE SET seq = excluded.seq`,

@@ -264,6 +264,40 @@ export class SqliteConversationRepository implements ConversationRepository {
     return row && JSON.parse(row.item);
   }
 
+  async list(
+    project: string,
+    owner: string,
+    filter: { agentName?: string },
+    page: PageRequest,
+  ): Promise<Page<Conversation>> {
+    const seqOf = (id: string | undefined) => {
+      if (id === undefined) return undefined;
+      const row = this.statements
+        .get("SELECT seq FROM conversations WHERE id = ? AND project = ? AND owner = ?")
+        .get(id, project, owner) as { seq: number } | undefined;
+      return row?.seq ?? null;
+    };
+    const after = seqOf(page.after);
+    const before = seqOf(page.before);
+    // An unknown cursor (a deleted conversation) pages nowhere rather than from the start.
+    if (after === null || before === null) return { items: [], hasMore: false };
+    const plan = planKeyset("seq", page.order, after, before);
+    const conditions = ["project = ?", "owner = ?", ...plan.conditions];
+    const params: unknown[] = [project, owner];
+    if (filter.agentName !== undefined) {
+      conditions.splice(2, 0, "agent_name = ?");
+      params.push(filter.agentName);
+    }
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM conversations WHERE ${conditions.join(" AND ")}
+         ORDER BY seq ${plan.direction} LIMIT ?`,
+      )
+      .all(...params, ...plan.params, page.limit + 1) as ConversationRow[];
+    const cut = toPage(rows, page.limit, plan.reverse);
+    return { items: cut.items.map(toConversation), hasMore: cut.hasMore };
+  }
+
   async deleteItem(project: string, id: string, itemId: string): Promise<boolean> {
     if (!(await this.get(project, id))) return false;
     return (
@@ -275,7 +309,7 @@ export class SqliteConversationRepository implements ConversationRepository {
 }
 
 /** SQL of each grouping (fixed strings; values are always parameters). */
-const groupColumns: Record<UsageGroup, string> = {
+const groupColumns: Record<Exclude<UsageGroup, "time">, string> = {
   agent: "agent_name",
   version: "agent_version",
   session: "session_id",
@@ -335,8 +369,13 @@ export class SqliteUsageRepository implements UsageRepository {
 
   async grouped(
     groups: UsageGroup[],
-    filter: { project?: string; since?: number; until?: number },
+    filter: { project?: string; since?: number; until?: number; bucketSeconds?: number },
   ): Promise<(UsageTotals & Record<string, string | number | null>)[]> {
+    // A whole number checked here, so it can stand in the SQL as a literal.
+    const bucket = Math.trunc(filter.bucketSeconds ?? 3600);
+    if (!(bucket >= 1)) throw new Error("bucketSeconds must be a positive integer");
+    const column = (g: UsageGroup) =>
+      g === "time" ? `(created_at / ${bucket}) * ${bucket}` : groupColumns[g];
     const conditions: string[] = [];
     const params: unknown[] = [];
     const add = (condition: string, value: unknown) => {
@@ -347,7 +386,7 @@ export class SqliteUsageRepository implements UsageRepository {
     add("project = ?", filter.project);
     add("created_at >= ?", filter.since);
     add("created_at < ?", filter.until);
-    const keys = ["project", ...groups.map((g) => groupColumns[g])];
+    const keys = ["project", ...groups.map(column)];
     const select = keys.map((k, i) => `${k} AS g${i}`).join(", ");
     const rows = this.db
       .prepare(

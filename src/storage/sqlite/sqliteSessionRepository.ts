@@ -7,7 +7,12 @@ import type {
   SessionUpdate,
   TerminationReason,
 } from "../../domain/model.js";
-import type { SessionFilter, SessionRepository } from "../../domain/ports.js";
+import type {
+  ProjectSessionFilter,
+  SessionFilter,
+  SessionRef,
+  SessionRepository,
+} from "../../domain/ports.js";
 import { planKeyset, toPage } from "../keyset.js";
 import { StatementCache } from "./statementCache.js";
 
@@ -112,9 +117,26 @@ export class SqliteSessionRepository implements SessionRepository {
   }
 
   async list(filter: SessionFilter, page: PageRequest): Promise<Page<Session>> {
+    return this.pageOf(filter, page, (id: string) => this.seqOf(filter, id));
+  }
+
+  async listProject(
+    filter: ProjectSessionFilter,
+    page: Omit<PageRequest, "after" | "before"> & { after?: SessionRef; before?: SessionRef },
+  ): Promise<Page<Session>> {
+    return this.pageOf(filter, page, (ref: SessionRef) =>
+      this.seqOf({ project: filter.project, agentName: ref.agentName }, ref.id),
+    );
+  }
+
+  /** One keyset page of the sessions `filter` keeps, cursors found by `seqOf`. */
+  private pageOf<C>(
+    filter: Partial<SessionFilter>,
+    page: Omit<PageRequest, "after" | "before"> & { after?: C; before?: C },
+    seqOf: (cursor: C) => number,
+  ): Page<Session> {
     return this.db.transaction(() => {
-      const cursor = (id: string | undefined) =>
-        id === undefined ? undefined : this.seqOf(filter, id);
+      const cursor = (c: C | undefined) => (c === undefined ? undefined : seqOf(c));
       const plan = planKeyset("seq", page.order, cursor(page.after), cursor(page.before));
       const w = where(filter);
       const rows = this.statements
@@ -129,7 +151,7 @@ export class SqliteSessionRepository implements SessionRepository {
   }
 
   /** A cursor naming an unknown session starts before everything (or after, for `before`). */
-  private seqOf(filter: SessionFilter, id: string): number {
+  private seqOf(filter: Pick<SessionFilter, "project" | "agentName">, id: string): number {
     const row = this.statements
       .get(
         `SELECT seq FROM sessions WHERE project = ? AND agent_name = ? AND id = ?

@@ -11,6 +11,8 @@ import type {
 import { SqliteManifestRepository } from "./sqliteManifestRepository.js";
 import { SqliteAgentRepository } from "./sqliteAgentRepository.js";
 import { SqliteDeploymentRepository } from "./sqliteDeploymentRepository.js";
+import { SqliteA2aRepository } from "./sqliteA2aRepository.js";
+import { SqliteActivityRepository } from "./sqliteActivityRepository.js";
 import { migrations } from "./migrations.js";
 import { SqliteSessionRepository } from "./sqliteSessionRepository.js";
 import { StatementCache } from "./statementCache.js";
@@ -35,6 +37,8 @@ export class SqliteStore implements Store {
   readonly conversations: SqliteConversationRepository;
   readonly usage: SqliteUsageRepository;
   readonly deployments: DeploymentRepository;
+  readonly a2a: SqliteA2aRepository;
+  readonly activity: SqliteActivityRepository;
   private readonly db: Db;
 
   constructor(file: string) {
@@ -52,6 +56,8 @@ export class SqliteStore implements Store {
     this.conversations = new SqliteConversationRepository(this.db);
     this.usage = new SqliteUsageRepository(this.db);
     this.deployments = new SqliteDeploymentRepository(this.db);
+    this.a2a = new SqliteA2aRepository(this.db);
+    this.activity = new SqliteActivityRepository(this.db);
   }
 
   async migrate(): Promise<void> {
