@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "data/", "tmp/", "node_modules/", "web/dist/"] },
+  { ignores: ["dist/", "data/", "tmp/", "node_modules/", "web/dist/", "packages/*/dist/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,10 +1,14 @@
 import { cpus, totalmem } from "node:os";
 import { agentsHttpBench } from "./agentsHttp.js";
 import { codeUploadBench } from "./codeUpload.js";
+import { consoleAgentsBench } from "./consoleAgents.js";
+import { consoleFollowBench } from "./consoleFollow.js";
 import { gatewayBench } from "./gateway.js";
 import { logFloodBench } from "./logFlood.js";
 import { homeVolumeBench } from "./homeVolume.js";
+import { invocationsBench } from "./invocations.js";
 import { pagingDeepBench } from "./pagingDeep.js";
+import { protocolsBench } from "./protocols.js";
 import { renderSection, type Section } from "./report.js";
 import { sessionFilesBench } from "./sessionFiles.js";
 import { sessionStartBench } from "./sessionStart.js";
@@ -24,6 +28,10 @@ const benches: { name: string; run: () => Promise<Section | Section[]> }[] = [
   { name: "session-files", run: sessionFilesBench },
   { name: "log-flood", run: logFloodBench },
   { name: "gateway", run: gatewayBench },
+  { name: "console-agents", run: consoleAgentsBench },
+  { name: "invocations", run: invocationsBench },
+  { name: "console-follow", run: consoleFollowBench },
+  { name: "protocols", run: protocolsBench },
 ];
 
 const filter = process.argv[2];
