@@ -19,7 +19,14 @@ import path from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 
-const run = promisify(execFile);
+const execFileAsync = promisify(execFile);
+/**
+ * A mount, unmount or mkfs still running after this is stuck: killed, and its step fails (the
+ * home's later operations wait for it, one at a time, so none may wait for good).
+ */
+const commandTimeoutMs = 60_000;
+const run = (command: string, args: string[]) =>
+  execFileAsync(command, args, { timeout: commandTimeoutMs, killSignal: "SIGKILL" });
 
 export interface HomeVolumeOptions {
   /** Size of each home's filesystem: what the agent and uploads together may store. */

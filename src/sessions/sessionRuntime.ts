@@ -338,7 +338,8 @@ export class SessionRuntime implements LiveSessions {
     homeReady: () => void,
   ): Promise<void> {
     const key = keyOf(session);
-    const fail = async (message: string) => {
+    /** Records the failed start; `homeLater`: the home is released by whoever still has it. */
+    const fail = async (message: string, homeLater = false) => {
       entry.log.status(`start failed: ${message}`);
       const output = entry.log.tailOutput(20);
       const detail = output.length > 0 ? ` Last output:\n${output.join("\n")}` : "";
@@ -349,7 +350,7 @@ export class SessionRuntime implements LiveSessions {
         this.options.log.error({ err, session: session.id }, "could not record a failed start"),
       );
       this.running.delete(key);
-      await this.releaseHome(session);
+      if (!homeLater) await this.releaseHome(session);
       finish();
       throw new Error(message);
     };
@@ -397,25 +398,57 @@ export class SessionRuntime implements LiveSessions {
         entry.slotDir = warm.dir;
         warmStart = true;
       } else {
-        // The sandbox keeps the uid its home belongs to, unless a running one has it: then the
-        // home (its sandbox is not running) is given to a new uid.
-        await volumes.prepare(home, this.uids.pick());
-        const owner = await lstat(home);
-        const uid = this.uids.take(owner.uid);
-        coldUid = entry.uid = uid;
-        if (owner.uid !== uid) await visitTree(home, (e) => e.chown(uid, uid));
-        await this.sweepHome(session, uid);
-        homeReady();
-        sandbox = await this.driver.start({
-          id: randomBytes(8).toString("hex"),
-          language: plan.language,
-          interpreter: plan.interpreter,
-          homeDir: home,
-          appDir: plan.appDir,
-          limits: this.limitsOf(version),
-          network: this.options.network,
-          uid,
-        });
+        const step = { now: "mounting its home" };
+        const cold = (async () => {
+          // The sandbox keeps the uid its home belongs to, unless a running one has it: then
+          // the home (its sandbox is not running) is given to a new uid.
+          await volumes.prepare(home, this.uids.pick());
+          const owner = await lstat(home);
+          const uid = this.uids.take(owner.uid);
+          coldUid = entry.uid = uid;
+          step.now = "giving its home to the sandbox's uid";
+          if (owner.uid !== uid) await visitTree(home, (e) => e.chown(uid, uid));
+          step.now = "sweeping its home";
+          await this.sweepHome(session, uid);
+          homeReady();
+          step.now = "setting up the sandbox";
+          return this.driver.start({
+            id: randomBytes(8).toString("hex"),
+            language: plan.language,
+            interpreter: plan.interpreter,
+            homeDir: home,
+            appDir: plan.appDir,
+            limits: this.limitsOf(version),
+            network: this.options.network,
+            uid,
+          });
+        })();
+        const stalled = await pendingAfter(cold, this.options.startTimeoutMs);
+        if (stalled) {
+          // The step may still end: what it made is undone then, and only then are its uid
+          // (a sandbox may hold it) and home let go.
+          void cold
+            .then(
+              (late) => late.stop(0),
+              () => {}, // nothing was made
+            )
+            .then(
+              () => {
+                if (coldUid !== undefined) this.uids.release(coldUid);
+                void this.releaseHome(session);
+              },
+              (err: unknown) =>
+                this.options.log.error(
+                  { err, session: session.id },
+                  "a sandbox made after its start had failed could not be stopped: its uid stays taken",
+                ),
+            );
+          return fail(
+            `the sandbox was not created within ${this.options.startTimeoutMs / 1000} s (stalled ${step.now})`,
+            true,
+          );
+        }
+        sandbox = await cold;
       }
     } catch (err) {
       if (coldUid !== undefined) this.uids.release(coldUid);
@@ -806,5 +839,22 @@ export class SessionRuntime implements LiveSessions {
       FOUNDRY_AGENT_VERSION: String(version.version),
       FOUNDRY_AGENT_SESSION_ID: session.id,
     };
+  }
+}
+
+/** Whether `work` is still pending after `ms` ms (its outcome is left to the caller). */
+async function pendingAfter(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<true>((resolve) => (timer = setTimeout(() => resolve(true), ms)));
+  try {
+    return await Promise.race([
+      work.then(
+        () => false,
+        () => false,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
