@@ -58,9 +58,18 @@ export async function openConsoleBrowser(server: {
     );
     assert.deepEqual(cspViolations, [], label);
     await page.setViewportSize({ width: 390, height: 844 });
-    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
-    await page.setViewportSize({ width: 1280, height: 800 });
-    assert.ok(wide <= 390, `${label} is wider than a phone: ${wide}px`);
+    try {
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      // What sticks out, for the failure message.
+      const wide = await page.evaluate(() =>
+        [...document.querySelectorAll("body *")]
+          .filter((e) => e.getBoundingClientRect().right > 391)
+          .map((e) => `${e.tagName}.${e.className}:${Math.round(e.getBoundingClientRect().right)}`),
+      );
+      assert.ok(width <= 390, `${label} is wider than a phone (${width}px): ${wide.join(" ")}`);
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 800 });
+    }
   };
   return { browser, page, cspViolations, check };
 }

@@ -10,32 +10,29 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import type { AgentDefinitionUnion } from "@azure/ai-projects";
+import { openConsoleBrowser, signIn, type ConsoleBrowser } from "../helpers/browser.js";
 import { ensureConsoleBuilt } from "../helpers/console.js";
 import { fixtureDir, zipFixture } from "../helpers/agents.js";
 import { makeZip } from "../helpers/zip.js";
+import { defaultZipLimits, inspectZip } from "../../src/build/zipArchive.js";
 import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 import {
   adminRequest,
   httpsJson,
   removeDir,
-  repoRoot,
   sdk,
   startServer,
   tempDir,
   type TestServer,
 } from "../helpers/server.js";
 
-const screenshots = path.join(repoRoot, "docs/screenshots");
-const axeSource = readFileSync(path.join(repoRoot, "node_modules/axe-core/axe.min.js"), "utf8");
-
 let server: TestServer;
 let model: StandInModel;
-let browser: Browser;
+let ui: ConsoleBrowser;
 let page: Page;
 const files = tempDir("agenthost-web-files-");
-const cspViolations: string[] = [];
 
 const api = (method: string, route: string, body?: unknown) =>
   httpsJson(server, method, `${server.endpoint}${route}`, {
@@ -62,98 +59,22 @@ const httpsGet = (route: string) =>
     req.end();
   });
 
-/** The entry names in a zip's central directory. */
-function zipNames(zip: Buffer): string[] {
-  const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
-  const count = zip.readUInt16LE(end + 10);
-  let at = zip.readUInt32LE(end + 16);
-  const names: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const nameLength = zip.readUInt16LE(at + 28);
-    const extra = zip.readUInt16LE(at + 30);
-    const comment = zip.readUInt16LE(at + 32);
-    names.push(zip.toString("utf8", at + 46, at + 46 + nameLength));
-    at += 46 + nameLength + extra + comment;
-  }
-  return names;
-}
-
 before(async () => {
   ensureConsoleBuilt();
   model = await startStandInModel();
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  // The service's CA is made per test data directory: accepted by ignoreHTTPSErrors.
-  const context = await browser.newContext({
-    ignoreHTTPSErrors: true,
-    viewport: { width: 1280, height: 800 },
-  });
-  page = await context.newPage();
-  page.on("console", (m) => {
-    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-  });
-  await page.goto(`${server.origin}/`);
-  await page.getByLabel("API key").fill(server.adminKey);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Agents" }).waitFor();
+  ui = await openConsoleBrowser(server);
+  page = ui.page;
+  await signIn(page, server.origin, server.adminKey);
 });
 
 after(async () => {
-  await browser?.close();
+  await ui?.browser.close();
   await server?.stop();
   removeDir(server.dataDir);
   removeDir(files);
   await model?.close();
 });
-
-async function checkPage(name: string, screenshot = true) {
-  if (screenshot)
-    await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });
-  await page.evaluate(axeSource);
-  const result = (await page.evaluate(() =>
-    (
-      globalThis as unknown as {
-        axe: { run: () => Promise<{ violations: { id: string; impact: string }[] }> };
-      }
-    ).axe.run(),
-  )) as { violations: { id: string; impact: string }[] };
-  const serious = result.violations.filter(
-    (v) => v.impact === "serious" || v.impact === "critical",
-  );
-  assert.deepEqual(
-    serious.map((v) => v.id),
-    [],
-    `${name}: ${JSON.stringify(serious, null, 1).slice(0, 2000)}`,
-  );
-  assert.deepEqual(cspViolations, []);
-  // At phone width (390 px) nothing is wider than the screen.
-  await page.setViewportSize({ width: 390, height: 844 });
-  try {
-    const wide = await page.evaluate(() =>
-      [...document.querySelectorAll("body *")]
-        .filter((e) => e.getBoundingClientRect().right > 391)
-        .map((e) => `${e.tagName}.${e.className}:${Math.round(e.getBoundingClientRect().right)}`),
-    );
-    assert.ok(
-      (await page.evaluate(() => document.documentElement.scrollWidth)) <= 390,
-      `${name} is wider than a phone: ${wide.join(" ")}`,
-    );
-  } finally {
-    await page.setViewportSize({ width: 1280, height: 800 });
-  }
-}
 
 /** The main text, for failure messages. */
 const mainText = async () => page.locator("main").innerText();
@@ -206,7 +127,7 @@ describe("creating a prompt agent", () => {
     const said = await problem.innerText();
     assert.match(said, /^(missing_parameter|invalid_parameter) \(definition\.tools/);
     assert.match(said, /type/);
-    await checkPage("create-agent");
+    await ui.check("create-agent", "create-agent");
 
     await tools.fill('[{"type": "code_interpreter"}]');
     await page.getByRole("button", { name: "Create agent" }).click();
@@ -263,7 +184,7 @@ describe("creating a prompt agent", () => {
     // Unchanged lines are there too, unmarked.
     assert.ok((await diff.locator(".same", { hasText: '"model": "chat"' }).count()) === 1);
     await page.getByRole("heading", { name: "Compare versions" }).scrollIntoViewIfNeeded();
-    await checkPage("diff");
+    await ui.check("diff", "diff");
 
     await page.getByLabel("To version", { exact: true }).selectOption("1");
     await page.getByText("The definitions of versions 1 and 1 are the same.").waitFor();
@@ -293,7 +214,7 @@ describe("deploying hosted code", () => {
     // The whole body went up: the bar is full, the bytes counted.
     assert.equal(await page.locator("progress").getAttribute("value"), "100");
     assert.match(await page.getByText(/bytes sent/).innerText(), /^(\d+) of \1 bytes sent$/);
-    await checkPage("deploy");
+    await ui.check("deploy", "deploy");
     const v = await api("GET", "/agents/web-echo/versions/1?api-version=v1");
     assert.equal(v.body.status, "active");
   });
@@ -310,7 +231,10 @@ describe("deploying hosted code", () => {
     // The zip made in the browser holds the folder's files at its root.
     const download = await httpsGet(`/agents/web-folder/code:download?api-version=v1`);
     assert.equal(download.status, 200);
-    const names = zipNames(download.body);
+    const saved = path.join(files, "browser-made.zip");
+    writeFileSync(saved, download.body);
+    // Read with the service's own checks: the browser's zip is also one it would accept.
+    const { names } = await inspectZip(saved, defaultZipLimits);
     assert.ok(names.includes("main.py"), names.join(", "));
     assert.ok(
       names.every((n) => !n.startsWith("echo-python/")),
@@ -346,7 +270,7 @@ describe("deploying hosted code", () => {
       await page.getByTestId("build-log").innerText(),
       /build ended: failed \(dependency_install_failed\)\s*$/,
     );
-    await checkPage("deploy-failed", false);
+    await ui.check("deploy-failed");
   });
 
   it("lists live sessions, downloads the exact code, and deletes with force naming the session", async () => {
@@ -406,7 +330,7 @@ describe("deploying hosted code", () => {
     await dialog.waitFor();
     assert.match(await dialog.innerText(), /This stops and deletes its 1 live session:/);
     assert.match(await page.getByTestId("live-sessions").innerText(), new RegExp(sessionId));
-    await checkPage("delete-agent", false);
+    await ui.check("delete-agent");
     await dialog.getByRole("button", { name: "Cancel" }).click();
     assert.equal((await api("GET", "/agents/web-echo?api-version=v1")).status, 200);
 

@@ -4,35 +4,27 @@ import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import type { AIProjectClient } from "@azure/ai-projects";
 import { deployFixture } from "../helpers/agents.js";
 import { Database } from "../../src/storage/sqlite/sqliteDriver.js";
+import { openConsoleBrowser, type ConsoleBrowser } from "../helpers/browser.js";
 import { ensureConsoleBuilt } from "../helpers/console.js";
-import {
-  httpsJson,
-  removeDir,
-  repoRoot,
-  sdk,
-  startServer,
-  type TestServer,
-} from "../helpers/server.js";
+import { httpsJson, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
 
 /*
  * The console's sessions pages in Debian's Chromium against the real service, with a real
  * sandbox running the log-ticker fixture (it prints "tick <i> <time_ns>" lines when asked).
  */
 
-const screenshots = path.join(repoRoot, "docs/screenshots");
-const axeSource = readFileSync(path.join(repoRoot, "node_modules/axe-core/axe.min.js"), "utf8");
 const agent = "ticker";
 
 let server: TestServer;
 let client: AIProjectClient;
 let sessionId: string;
-let browser: Browser;
+let ui: ConsoleBrowser;
 let page: Page;
-const cspViolations: string[] = [];
+let cspViolations: string[];
 
 before(async () => {
   ensureConsoleBuilt();
@@ -44,30 +36,10 @@ before(async () => {
     agent_version: "1",
   });
   sessionId = created.agent_session_id;
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  // The test server's CA is per data directory: accepted by ignoreHTTPSErrors.
-  const context = await browser.newContext({
-    ignoreHTTPSErrors: true,
-    viewport: { width: 1280, height: 800 },
-    acceptDownloads: true,
-  });
-  page = await context.newPage();
-  page.on("console", (m) => {
-    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-  });
-  page.on("dialog", (d) => void d.accept());
+  ui = await openConsoleBrowser(server);
+  page = ui.page;
+  cspViolations = ui.cspViolations;
+  // With the directive and the source of each refusal, beside the console's message.
   await page.exposeFunction("reportViolation", (t: string) => cspViolations.push(t));
   await page.addInitScript(() =>
     document.addEventListener("securitypolicyviolation", (e) =>
@@ -79,7 +51,7 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
+  await ui?.browser.close();
   await server?.stop();
   removeDir(server.dataDir);
 });
@@ -95,27 +67,6 @@ function tick(count: number) {
       body: JSON.stringify({ input: String(count), agent_session_id: sessionId }),
     },
   );
-}
-
-async function checkPage(name: string) {
-  await page.screenshot({ path: path.join(screenshots, `${name}.png`), fullPage: true });
-  await page.evaluate(axeSource);
-  const result = (await page.evaluate(() =>
-    (
-      globalThis as unknown as {
-        axe: { run: () => Promise<{ violations: { id: string; impact: string }[] }> };
-      }
-    ).axe.run(),
-  )) as { violations: { id: string; impact: string }[] };
-  const serious = result.violations.filter(
-    (v) => v.impact === "serious" || v.impact === "critical",
-  );
-  assert.deepEqual(
-    serious.map((v) => v.id),
-    [],
-    `${name}: ${JSON.stringify(serious, null, 1).slice(0, 2000)}`,
-  );
-  assert.deepEqual(cspViolations, []);
 }
 
 describe("the sessions pages in Chromium", () => {
@@ -137,7 +88,7 @@ describe("the sessions pages in Chromium", () => {
     await page.getByText("No session matches these filters").waitFor();
     await page.getByLabel("Status").selectOption("");
     await row.waitFor();
-    await checkPage("sessions");
+    await ui.check("sessions", "sessions");
   });
 
   it("shows a line the agent prints in the console within 1 s", async () => {
@@ -177,7 +128,7 @@ describe("the sessions pages in Chromium", () => {
     assert.match(terminal, /agent is ready/);
     assert.match(await page.getByTestId("history").innerText(), /starting sandbox/);
     assert.match(await page.getByTestId("history").innerText(), /agent is ready/);
-    await checkPage("session");
+    await ui.check("session", "session");
   });
 
   it("pauses and follows, searches and downloads the console", async () => {
