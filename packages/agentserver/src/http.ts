@@ -78,17 +78,8 @@ export function startEventStream(
   return {
     /** Writes one event (`event:` its type, `data:` its JSON); resolves when it may write more. */
     send(event: { type: string }): Promise<void> {
-      const ok = res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-      if (ok || res.destroyed) return Promise.resolve();
-      return new Promise((resolve) => {
-        const done = () => {
-          res.off("drain", done);
-          res.off("close", done);
-          resolve();
-        };
-        res.on("drain", done);
-        res.on("close", done);
-      });
+      res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+      return drained(res);
     },
     end() {
       clearInterval(timer);

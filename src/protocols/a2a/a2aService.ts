@@ -28,24 +28,10 @@ import type { Logger } from "pino";
 import { AppError } from "../../domain/errors.js";
 import type { Caller } from "../../domain/keyService.js";
 import type { Agent, JsonObject } from "../../domain/model.js";
-import type { Clock } from "../../domain/ports.js";
-import type { ConversationService } from "../../responses/conversationService.js";
-import type { ResponseService } from "../../responses/responseService.js";
-import type { AgentAnswerOptions } from "../agentAnswer.js";
 import { agentCardOf, cardJson, isLegacyVersion, type A2aEndpoint } from "./agentCard.js";
-import { A2aExecutor, maxRunningTasks, textOf } from "./executor.js";
-import type { A2aRepository, A2aScope } from "./ports.js";
+import { A2aExecutor, maxRunningTasks, textOf, type A2aExecutorDeps } from "./executor.js";
+import type { A2aScope } from "./ports.js";
 import { A2aTaskStore, callStateOf, ownerOf, withCallState } from "./taskStore.js";
-
-export interface A2aServiceDeps {
-  repo: A2aRepository;
-  responses: ResponseService;
-  conversations: ConversationService;
-  /** The deadline of one answer (the same as the other endpoint protocols'). */
-  answers: AgentAnswerOptions;
-  clock: Clock;
-  log: Logger;
-}
 
 /** Where the card was asked for (its URLs name it) and its `A2A-Version` header. */
 export interface A2aCardSite extends A2aEndpoint {
@@ -80,7 +66,7 @@ export class A2aService {
   private readonly buses = new DefaultExecutionEventBusManager(ownerOf);
   private readonly executor: A2aExecutor;
 
-  constructor(private readonly deps: A2aServiceDeps) {
+  constructor(private readonly deps: A2aExecutorDeps) {
     this.tasks = new A2aTaskStore(deps.repo, deps.clock);
     this.executor = new A2aExecutor({
       repo: deps.repo,
