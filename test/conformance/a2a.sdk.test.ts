@@ -14,7 +14,11 @@ import {
   startServer,
   type TestServer,
 } from "../helpers/server.js";
-import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
+import {
+  deployStandInModel,
+  startStandInModel,
+  type StandInModel,
+} from "../helpers/standInModel.js";
 
 /*
  * The A2A protocol of an agent's endpoint through the official A2A SDK clients (v1.0, and its
@@ -92,11 +96,7 @@ before(async () => {
       AGENTHOST_SESSION_STOP_GRACE_SECONDS: "1",
     },
   });
-  const put = await adminRequest(server, "PUT", "/projects/default/deployments/chat", {
-    model: "stand-in-model",
-    base_url: model.baseUrl,
-  });
-  assert.equal(put.status, 201, JSON.stringify(put.body));
+  await deployStandInModel(server, model);
   project = sdk(server, server.adminKey);
   const key = await adminRequest(server, "POST", "/keys", { project: "default", name: "other" });
   otherKey = key.body.key as string;

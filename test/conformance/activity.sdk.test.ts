@@ -10,7 +10,11 @@ import {
   startServer,
   type TestServer,
 } from "../helpers/server.js";
-import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
+import {
+  deployStandInModel,
+  startStandInModel,
+  type StandInModel,
+} from "../helpers/standInModel.js";
 
 /*
  * The `activity` protocol: Bot Framework activities posted to an agent's
@@ -34,11 +38,7 @@ before(async () => {
   server = await startServer({
     env: { AGENTHOST_SESSION_STOP_GRACE_SECONDS: "1", AGENTHOST_WARM_POOL_SIZE: "1" },
   });
-  const put = await adminRequest(server, "PUT", "/projects/default/deployments/chat", {
-    model: "stand-in-model",
-    base_url: model.baseUrl,
-  });
-  assert.equal(put.status, 201, JSON.stringify(put.body));
+  await deployStandInModel(server, model);
   project = sdk(server, server.adminKey);
   assert.equal(
     (await adminRequest(server, "POST", "/projects", { name: "elsewhere" })).status,

@@ -11,7 +11,11 @@ import {
   startServer,
   type TestServer,
 } from "../helpers/server.js";
-import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
+import {
+  deployStandInModel,
+  startStandInModel,
+  type StandInModel,
+} from "../helpers/standInModel.js";
 
 /*
  * What the console reads besides the Foundry API: the caller's conversations (a list OpenAI's
@@ -28,11 +32,7 @@ let otherKey: string;
 before(async () => {
   model = await startStandInModel();
   server = await startServer();
-  const put = await adminRequest(server, "PUT", "/projects/default/deployments/chat", {
-    model: "stand-in-model",
-    base_url: model.baseUrl,
-  });
-  assert.equal(put.status, 201, JSON.stringify(put.body));
+  await deployStandInModel(server, model);
   project = sdk(server, server.adminKey);
   openai = projectOpenAI(project, server);
   otherKey = (await adminRequest(server, "POST", "/keys", { project: "default" })).body

@@ -19,7 +19,11 @@ import {
   startServer,
   type TestServer,
 } from "../helpers/server.js";
-import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
+import {
+  deployStandInModel,
+  startStandInModel,
+  type StandInModel,
+} from "../helpers/standInModel.js";
 
 /*
  * Each agent whose endpoint lists `mcp` is an MCP server, reached here with the MCP SDK's own
@@ -41,11 +45,7 @@ before(async () => {
   server = await startServer({
     env: { AGENTHOST_SESSION_STOP_GRACE_SECONDS: "1", AGENTHOST_WARM_POOL_SIZE: "1" },
   });
-  const put = await adminRequest(server, "PUT", "/projects/default/deployments/chat", {
-    model: "stand-in-model",
-    base_url: model.baseUrl,
-  });
-  assert.equal(put.status, 201, JSON.stringify(put.body));
+  await deployStandInModel(server, model);
   project = sdk(server, server.adminKey);
   const other = await adminRequest(server, "POST", "/keys", { project: "default", name: "b" });
   otherKey = other.body.key as string;

@@ -1,5 +1,7 @@
+import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { adminRequest, type TestServer } from "./server.js";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- request bodies are free-form JSON */
 
@@ -250,4 +252,13 @@ async function respond(request: RecordedRequest, answer: ScriptedAnswer, res: ht
   send({ choices: [{ index: 0, delta: {}, finish_reason: finish }] });
   if (body.stream_options?.include_usage) send({ choices: [], usage: usageOut });
   res.end("data: [DONE]\n\n");
+}
+
+/** Makes `model` the default project's deployment `chat`, through the admin API. */
+export async function deployStandInModel(server: TestServer, model: StandInModel): Promise<void> {
+  const put = await adminRequest(server, "PUT", "/projects/default/deployments/chat", {
+    model: "stand-in-model",
+    base_url: model.baseUrl,
+  });
+  assert.equal(put.status, 201, JSON.stringify(put.body));
 }

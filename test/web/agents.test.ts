@@ -17,9 +17,12 @@ import { ensureConsoleBuilt } from "../helpers/console.js";
 import { fixtureDir, zipFixture } from "../helpers/agents.js";
 import { makeZip } from "../helpers/zip.js";
 import { defaultZipLimits, inspectZip } from "../../src/build/zipArchive.js";
-import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
 import {
-  adminRequest,
+  deployStandInModel,
+  startStandInModel,
+  type StandInModel,
+} from "../helpers/standInModel.js";
+import {
   httpsJson,
   removeDir,
   sdk,
@@ -95,11 +98,7 @@ describe("creating a prompt agent", () => {
     await page.getByRole("heading", { name: "Create a prompt agent" }).waitFor();
     // No deployment yet: the page says how to add one.
     await page.getByText("Project default has no model deployments.").waitFor();
-    const put = await adminRequest(server, "PUT", "/projects/default/deployments/chat", {
-      model: "stand-in-model",
-      base_url: model.baseUrl,
-    });
-    assert.equal(put.status, 201, JSON.stringify(put.body));
+    await deployStandInModel(server, model);
     await page.reload();
     const modelSelect = page.getByLabel("Model (deployment)");
     await modelSelect.locator("option").first().waitFor({ state: "attached" });

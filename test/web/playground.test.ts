@@ -5,8 +5,12 @@ import { ensureConsoleBuilt } from "../helpers/console.js";
 import { openConsoleBrowser, signIn, type ConsoleBrowser } from "../helpers/browser.js";
 import { deployFixture } from "../helpers/agents.js";
 import { startMcpServer, type TestMcpServer } from "../helpers/mcpServer.js";
-import { startStandInModel, type StandInModel } from "../helpers/standInModel.js";
-import { adminRequest, removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
+import {
+  deployStandInModel,
+  startStandInModel,
+  type StandInModel,
+} from "../helpers/standInModel.js";
+import { removeDir, sdk, startServer, type TestServer } from "../helpers/server.js";
 import { projectOpenAI } from "../helpers/openaiClient.js";
 
 /*
@@ -26,11 +30,7 @@ before(async () => {
   model = await startStandInModel();
   mcp = await startMcpServer();
   server = await startServer();
-  const put = await adminRequest(server, "PUT", "/projects/default/deployments/chat", {
-    model: "stand-in-model",
-    base_url: model.baseUrl,
-  });
-  assert.equal(put.status, 201, JSON.stringify(put.body));
+  await deployStandInModel(server, model);
   client = sdk(server, server.adminKey);
   ui = await openConsoleBrowser(server);
   await signIn(ui.page, server.origin, server.adminKey);
